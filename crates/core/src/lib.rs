@@ -1,0 +1,19 @@
+//! Pure domain logic of s3-pipeline: everything that can be decided from inputs alone.
+//!
+//! Architecture invariant: this crate does no I/O (no network, no files, no clock, no
+//! environment reads). It cannot fail for reasons outside its inputs, so it is tested
+//! with plain table-driven unit tests. Adapters (AWS SDK, Lambda runtime) live elsewhere
+//! and call into it.
+
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod image_info;
+pub mod key;
+pub mod layout;
+pub mod naming;
+pub mod payload;
+pub mod sniff;
+pub mod transform;
+
+pub use error::PipelineError;
