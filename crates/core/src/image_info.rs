@@ -250,3 +250,12 @@ mod tests {
         }
     }
 }
+
+/// Lowercase hex SHA-256 of the object's bytes, recorded in manifests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,299 @@
+//! Deploying the pipeline stack through the CloudFormation API: the one deploy path used
+//! by the demo, the tests and real AWS alike.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use thiserror::Error;
+
+use crate::clients::Clients;
+use crate::store::{error_chain, ObjectStore, S3Store};
+
+/// The Lambda functions of the pipeline, in deploy order; each ships as `<name>.zip`.
+pub const FUNCTIONS: [&str; 5] = ["ingest", "inspect", "transform", "load", "quarantine"];
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    pub stack_name: String,
+    /// `infra/template.yaml`.
+    pub template_path: PathBuf,
+    /// `state-machine/pipeline.asl.json`.
+    pub definition_path: PathBuf,
+    /// Folder holding `<function>.zip` for each of [`FUNCTIONS`].
+    pub artifacts_dir: PathBuf,
+    /// Bucket to upload the zips and the definition to (created if missing).
+    pub artifacts_bucket: String,
+    /// Extra template parameters (`ThumbnailSizes`, `InputPrefix`, ...).
+    pub parameters: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// The deployed stack's outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineStack {
+    pub stack_name: String,
+    pub input_bucket: String,
+    pub output_bucket: String,
+    pub state_machine_arn: String,
+    /// Function names by short name (`ingest`, ...).
+    pub functions: Vec<(String, String)>,
+}
+
+impl PipelineStack {
+    pub fn function(&self, short: &str) -> Option<&str> {
+        self.functions
+            .iter()
+            .find(|(s, _)| s == short)
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// Reads the outputs of an existing stack.
+    pub async fn describe(clients: &Clients, stack_name: &str) -> Result<Self, DeployError> {
+        let stacks = clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(stack_name)
+            .send()
+            .await
+            .map_err(|e| DeployError::Api(error_chain(&e)))?;
+        let stack = stacks
+            .stacks()
+            .first()
+            .ok_or_else(|| DeployError::Api(format!("stack {stack_name} not found")))?;
+        let output = |name: &str| -> Result<String, DeployError> {
+            stack
+                .outputs()
+                .iter()
+                .find(|o| o.output_key() == Some(name))
+                .and_then(|o| o.output_value())
+                .map(str::to_string)
+                .ok_or_else(|| DeployError::MissingOutput(name.to_string()))
+        };
+        let mut functions = Vec::new();
+        for f in FUNCTIONS {
+            let mut key = f.to_string();
+            key[..1].make_ascii_uppercase();
+            functions.push((f.to_string(), output(&format!("{key}FunctionName"))?));
+        }
+        Ok(PipelineStack {
+            stack_name: stack_name.to_string(),
+            input_bucket: output("InputBucketName")?,
+            output_bucket: output("OutputBucketName")?,
+            state_machine_arn: output("StateMachineArn")?,
+            functions,
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DeployError {
+    #[error("missing artifact {path}: run `cargo xtask package` first")]
+    MissingArtifact { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("upload failed: {0}")]
+    Upload(#[from] crate::store::StoreError),
+    #[error("CloudFormation call failed: {0}")]
+    Api(String),
+    #[error("stack {stack} ended in {status}: {reasons}")]
+    StackFailed {
+        stack: String,
+        status: String,
+        reasons: String,
+    },
+    #[error("stack {stack} did not finish within {seconds} s (last status {status})")]
+    Timeout {
+        stack: String,
+        seconds: u64,
+        status: String,
+    },
+    #[error("stack output {0} missing")]
+    MissingOutput(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, DeployError> {
+    if !path.exists() {
+        return Err(DeployError::MissingArtifact {
+            path: path.to_path_buf(),
+        });
+    }
+    std::fs::read(path).map_err(|source| DeployError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Uploads the artifacts, creates or updates the stack and waits for it.
+pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineStack, DeployError> {
+    let store = S3Store::new(clients.s3.clone());
+    store.ensure_bucket(&req.artifacts_bucket).await?;
+    let mut params: Vec<(String, String)> =
+        vec![("ArtifactsBucket".into(), req.artifacts_bucket.clone())];
+    let prefix = format!("{}/", req.stack_name);
+    for f in FUNCTIONS {
+        let body = read(&req.artifacts_dir.join(format!("{f}.zip")))?;
+        let key = format!("{prefix}{f}-{}.zip", short_digest(&body));
+        store
+            .put(&req.artifacts_bucket, &key, body, "application/zip")
+            .await?;
+        let mut name = f.to_string();
+        name[..1].make_ascii_uppercase();
+        params.push((format!("{name}CodeKey"), key));
+    }
+    let definition = read(&req.definition_path)?;
+    let definition_key = format!("{prefix}pipeline-{}.asl.json", short_digest(&definition));
+    store
+        .put(
+            &req.artifacts_bucket,
+            &definition_key,
+            definition,
+            "application/json",
+        )
+        .await?;
+    params.push(("DefinitionKey".into(), definition_key));
+    params.extend(req.parameters.iter().cloned());
+
+    let template = String::from_utf8(read(&req.template_path)?).map_err(|e| DeployError::Read {
+        path: req.template_path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
+    let parameters: Vec<Parameter> = params
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect();
+
+    let exists = clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&req.stack_name)
+        .send()
+        .await
+        .map(|s| {
+            s.stacks()
+                .iter()
+                .any(|s| s.stack_status() != Some(&StackStatus::DeleteComplete))
+        })
+        .unwrap_or(false);
+    if exists {
+        let r = clients
+            .cloudformation
+            .update_stack()
+            .stack_name(&req.stack_name)
+            .template_body(&template)
+            .set_parameters(Some(parameters))
+            .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityNamedIam)
+            .send()
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(e) if e.message().unwrap_or_default().contains("No updates") => {
+                return PipelineStack::describe(clients, &req.stack_name).await;
+            }
+            Err(e) => return Err(DeployError::Api(error_chain(&e))),
+        }
+    } else {
+        clients
+            .cloudformation
+            .create_stack()
+            .stack_name(&req.stack_name)
+            .template_body(&template)
+            .set_parameters(Some(parameters))
+            .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityNamedIam)
+            .send()
+            .await
+            .map_err(|e| DeployError::Api(error_chain(&e)))?;
+    }
+    wait_for_stack(clients, &req.stack_name, req.timeout).await?;
+    PipelineStack::describe(clients, &req.stack_name).await
+}
+
+async fn wait_for_stack(
+    clients: &Clients,
+    stack: &str,
+    timeout: Duration,
+) -> Result<(), DeployError> {
+    let started = tokio::time::Instant::now();
+    let mut status = String::from("unknown");
+    while started.elapsed() < timeout {
+        let out = clients
+            .cloudformation
+            .describe_stacks()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(|e| DeployError::Api(error_chain(&e)))?;
+        if let Some(s) = out.stacks().first().and_then(|s| s.stack_status()) {
+            status = s.as_str().to_string();
+            if status.ends_with("_COMPLETE") && !status.contains("ROLLBACK") {
+                return Ok(());
+            }
+            if status.ends_with("_FAILED") || status.contains("ROLLBACK") {
+                return Err(DeployError::StackFailed {
+                    stack: stack.to_string(),
+                    status,
+                    reasons: failure_reasons(clients, stack).await,
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(DeployError::Timeout {
+        stack: stack.to_string(),
+        seconds: timeout.as_secs(),
+        status,
+    })
+}
+
+async fn failure_reasons(clients: &Clients, stack: &str) -> String {
+    let Ok(events) = clients
+        .cloudformation
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+    else {
+        return "no stack events".into();
+    };
+    let reasons: Vec<String> = events
+        .stack_events()
+        .iter()
+        .filter(|e| {
+            e.resource_status()
+                .map(|s| s.as_str().ends_with("_FAILED"))
+                .unwrap_or(false)
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.logical_resource_id().unwrap_or_default(),
+                e.resource_status_reason().unwrap_or_default()
+            )
+        })
+        .collect();
+    if reasons.is_empty() {
+        "no failed resources reported".into()
+    } else {
+        reasons.join("; ")
+    }
+}
+
+/// Content-addressed artifact keys make CloudFormation update functions whose code changed.
+fn short_digest(bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}", h.finish())
+}

@@ -1,0 +1,251 @@
+//! Step Functions: starting executions idempotently, and reading them back.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use thiserror::Error;
+
+use crate::store::error_chain;
+
+/// What happened when an execution was requested under a deterministic name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// Started now (on AWS also: already running with identical input, which returns the
+    /// existing execution).
+    Started { execution_arn: String },
+    /// An execution with this name exists: a duplicate event, already handled.
+    AlreadyExists,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StartError {
+    /// Throttling, network or service errors: retrying the event may succeed.
+    #[error("StartExecution failed (retryable): {0}")]
+    Retryable(String),
+    /// The request itself is wrong (bad name, bad input, missing state machine).
+    #[error("StartExecution rejected: {0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait ExecutionStarter: Send + Sync {
+    async fn start(&self, name: &str, input_json: &str) -> Result<StartOutcome, StartError>;
+}
+
+/// [`ExecutionStarter`] over Step Functions.
+#[derive(Clone, Debug)]
+pub struct SfnStarter {
+    client: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl SfnStarter {
+    pub fn new(client: aws_sdk_sfn::Client, state_machine_arn: impl Into<String>) -> Self {
+        SfnStarter {
+            client,
+            state_machine_arn: state_machine_arn.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ExecutionStarter for SfnStarter {
+    async fn start(&self, name: &str, input_json: &str) -> Result<StartOutcome, StartError> {
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input_json)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(StartOutcome::Started {
+                execution_arn: out.execution_arn().to_string(),
+            }),
+            Err(e) => match e.code() {
+                Some("ExecutionAlreadyExists") => Ok(StartOutcome::AlreadyExists),
+                Some(
+                    "InvalidName"
+                    | "InvalidArn"
+                    | "InvalidExecutionInput"
+                    | "StateMachineDoesNotExist"
+                    | "StateMachineDeleting"
+                    | "ValidationException",
+                ) => Err(StartError::Rejected(format!(
+                    "{}: {}",
+                    e.code().unwrap_or_default(),
+                    e.message().unwrap_or_default()
+                ))),
+                _ => Err(StartError::Retryable(error_chain(&e))),
+            },
+        }
+    }
+}
+
+/// In-memory [`ExecutionStarter`] for unit tests: remembers names and inputs.
+#[derive(Debug, Default)]
+pub struct MemoryStarter {
+    started: Mutex<BTreeMap<String, String>>,
+    /// Names whose start fails with a retryable error (to test partial failures).
+    pub failing_names: Vec<String>,
+}
+
+impl MemoryStarter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn started(&self) -> BTreeMap<String, String> {
+        self.started.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl ExecutionStarter for MemoryStarter {
+    async fn start(&self, name: &str, input_json: &str) -> Result<StartOutcome, StartError> {
+        if self.failing_names.iter().any(|n| n == name) {
+            return Err(StartError::Retryable("injected failure".into()));
+        }
+        let mut started = self
+            .started
+            .lock()
+            .map_err(|_| StartError::Retryable("lock poisoned".into()))?;
+        if started.contains_key(name) {
+            return Ok(StartOutcome::AlreadyExists);
+        }
+        started.insert(name.to_string(), input_json.to_string());
+        Ok(StartOutcome::Started {
+            execution_arn: format!("arn:aws:states:us-east-1:000000000000:execution:memory:{name}"),
+        })
+    }
+}
+
+/// One execution as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionSummary {
+    pub arn: String,
+    pub name: String,
+    pub status: String,
+    pub start_epoch_ms: i64,
+    pub stop_epoch_ms: Option<i64>,
+}
+
+/// One execution in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionDetail {
+    pub summary: ExecutionSummary,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// A state entered or exited, from the execution history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEvent {
+    pub state: String,
+    pub entered: bool,
+    pub epoch_ms: i64,
+}
+
+/// Reads executions back (CLI, tests, demo).
+#[derive(Clone, Debug)]
+pub struct Executions {
+    client: aws_sdk_sfn::Client,
+}
+
+fn epoch_ms(t: &aws_sdk_sfn::primitives::DateTime) -> i64 {
+    t.to_millis().unwrap_or(0)
+}
+
+fn status_text(s: &ExecutionStatus) -> String {
+    s.as_str().to_string()
+}
+
+impl Executions {
+    pub fn new(client: aws_sdk_sfn::Client) -> Self {
+        Executions { client }
+    }
+
+    pub async fn list(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, String> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| error_chain(&e))?;
+            for e in page.executions() {
+                out.push(ExecutionSummary {
+                    arn: e.execution_arn().to_string(),
+                    name: e.name().to_string(),
+                    status: status_text(e.status()),
+                    start_epoch_ms: epoch_ms(e.start_date()),
+                    stop_epoch_ms: e.stop_date().map(epoch_ms),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn describe(&self, execution_arn: &str) -> Result<ExecutionDetail, String> {
+        let d = self
+            .client
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        Ok(ExecutionDetail {
+            summary: ExecutionSummary {
+                arn: d.execution_arn().to_string(),
+                name: d.name().unwrap_or_default().to_string(),
+                status: status_text(d.status()),
+                start_epoch_ms: epoch_ms(d.start_date()),
+                stop_epoch_ms: d.stop_date().map(epoch_ms),
+            },
+            input: d.input().map(str::to_string),
+            output: d.output().map(str::to_string),
+            error: d.error().map(str::to_string),
+            cause: d.cause().map(str::to_string),
+        })
+    }
+
+    /// States entered and exited, in order.
+    pub async fn state_events(&self, execution_arn: &str) -> Result<Vec<StateEvent>, String> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| error_chain(&e))?;
+            out.extend(page.events().iter().filter_map(state_event));
+        }
+        Ok(out)
+    }
+}
+
+fn state_event(e: &HistoryEvent) -> Option<StateEvent> {
+    let at = epoch_ms(e.timestamp());
+    if let Some(d) = e.state_entered_event_details() {
+        return Some(StateEvent {
+            state: d.name().to_string(),
+            entered: true,
+            epoch_ms: at,
+        });
+    }
+    e.state_exited_event_details().map(|d| StateEvent {
+        state: d.name().to_string(),
+        entered: false,
+        epoch_ms: at,
+    })
+}

@@ -1,0 +1,17 @@
+//! The one crate that builds AWS SDK clients.
+//!
+//! Everything else receives a [`Clients`] or one of the small traits defined here
+//! ([`ObjectStore`], [`ExecutionStarter`]), each with an SDK implementation and an
+//! in-memory fake for unit tests. Nothing outside this crate calls
+//! `aws_config::load_defaults`.
+
+pub mod clients;
+pub mod deploy;
+pub mod executions;
+pub mod store;
+
+pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};
+pub use executions::{ExecutionStarter, MemoryStarter, SfnStarter, StartError, StartOutcome};
+pub use store::{
+    ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,
+};

@@ -1,0 +1,118 @@
+//! Quarantine: copy the source under `quarantine/objects/`, write `quarantine/reports/<key>.json`.
+
+use pipeline_aws::{ObjectLocation, ObjectStore, StoreError};
+use pipeline_core::config::PipelineConfig;
+use pipeline_core::key::ObjectKey;
+use pipeline_core::payload::{
+    ObjectRef, Outcome, QuarantineInput, QuarantineOutput, QuarantineReport, SCHEMA_VERSION,
+};
+use pipeline_core::PipelineError;
+use pipeline_lambda::from_store;
+use tracing::{info, warn};
+
+/// Quarantines one object. A source that no longer exists is still reported (with no
+/// copy): the report is what tells the user what happened, so it is always written.
+pub async fn quarantine(
+    input: QuarantineInput,
+    store: &dyn ObjectStore,
+    config: &PipelineConfig,
+    now: String,
+) -> Result<QuarantineOutput, PipelineError> {
+    let source = &input.source;
+    let key = ObjectKey::from_decoded(source.key.clone())
+        .map_err(|e| PipelineError::invalid_event(format!("source key: {e}")))?;
+    let layout = &config.layout;
+    let copy_key = layout.quarantine_object_key(&key);
+    let copy = match store
+        .copy(ObjectLocation::from(source), &layout.bucket, &copy_key)
+        .await
+    {
+        Ok(()) => Some(ObjectRef {
+            bucket: layout.bucket.clone(),
+            key: copy_key,
+        }),
+        Err(StoreError::NotFound { .. }) => {
+            warn!(bucket = %source.bucket, key = %source.key, "source gone; reporting without a copy");
+            None
+        }
+        Err(e) => return Err(from_store(e)),
+    };
+    let report = QuarantineReport {
+        schema_version: SCHEMA_VERSION,
+        source: source.clone(),
+        error: input.failure.error.clone(),
+        cause: input.failure.reason(),
+        execution_name: input.execution.name.clone(),
+        execution_started_at: input.execution.started_at.clone(),
+        quarantined_at: now,
+        copy,
+    };
+    let report_key = layout.quarantine_report_key(&key);
+    let body = serde_json::to_vec_pretty(&report)
+        .map_err(|e| PipelineError::invalid_event(format!("serialising report: {e}")))?;
+    store
+        .put(&layout.bucket, &report_key, body, "application/json")
+        .await
+        .map_err(from_store)?;
+    info!(bucket = %source.bucket, key = %source.key, error = %report.error, cause = %report.cause,
+          execution = %report.execution_name, outcome = "quarantined", "quarantined");
+    Ok(QuarantineOutput {
+        outcome: Outcome::Quarantined,
+        error: report.error,
+        report: ObjectRef {
+            bucket: layout.bucket.clone(),
+            key: report_key,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_aws::MemoryStore;
+
+    fn fixture() -> QuarantineInput {
+        let text =
+            include_str!("../../../state-machine/fixtures/quarantine-input-lambda-error.json");
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn config() -> PipelineConfig {
+        PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn quarantine_copies_source_and_writes_report_with_reason() {
+        let store = MemoryStore::new();
+        let input = fixture();
+        store.insert(&input.source.bucket, &input.source.key, b"broken".to_vec());
+        let out = quarantine(
+            input.clone(),
+            &store,
+            &config(),
+            "2026-11-29T08:00:00Z".into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.error, "InvalidImage");
+        let copy_key = format!("quarantine/objects/{}", input.source.key);
+        assert_eq!(store.object("out", &copy_key).unwrap().0, b"broken");
+        let (body, _) = store.object("out", &out.report.key).unwrap();
+        let report: QuarantineReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.error, "InvalidImage");
+        assert_eq!(report.cause, "invalid image: unexpected end of file");
+        assert_eq!(report.execution_name, input.execution.name);
+        assert_eq!(report.copy.map(|c| c.key), Some(copy_key));
+    }
+
+    #[tokio::test]
+    async fn quarantine_missing_source_still_writes_report() {
+        let store = MemoryStore::new();
+        let out = quarantine(fixture(), &store, &config(), "t".into())
+            .await
+            .unwrap();
+        let (body, _) = store.object("out", &out.report.key).unwrap();
+        let report: QuarantineReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.copy, None);
+    }
+}

@@ -1,0 +1,80 @@
+//! Project automation, run as `cargo xtask <command>`: package, lint, demo, test.
+
+mod asl;
+mod lint;
+mod package;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  package            build every function in release mode and zip each as target/lambda/<name>.zip
+  lint               check the state machine (own checks + statelint) and the template (cfn-lint)
+  demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
+                     (e.g. `cargo xtask demo --input ~/Pictures`)
+  test               package, lint, then run every unit and end-to-end test";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = workspace_root();
+    match command.as_str() {
+        "package" => package::run(&root).map(|_| ()),
+        "lint" => lint::run(&root),
+        "demo" => {
+            package::run(&root)?;
+            let artifacts = package::artifacts_dir(&root);
+            let mut cli = vec!["demo".to_string(), "--artifacts".into()];
+            cli.push(artifacts.display().to_string());
+            cli.extend(rest);
+            cargo(&root, &["run", "--quiet", "-p", "pipeline-cli", "--"], &cli)
+        }
+        "test" => {
+            package::run(&root)?;
+            lint::run(&root)?;
+            cargo(
+                &root,
+                &[
+                    "test",
+                    "--workspace",
+                    "--all-targets",
+                    "--features",
+                    "integration-tests/e2e",
+                ],
+                &rest,
+            )
+        }
+        "" | "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo(root: &Path, args: &[&str], extra: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .args(args)
+        .args(extra)
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
