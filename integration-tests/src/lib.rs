@@ -1,1 +1,236 @@
-//! placeholder
+//! Test harness for the end-to-end suite: one emulator and one deployed stack per test,
+//! plus what a user would do with them (upload, wait, read the output bucket).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_lambda::primitives::Blob;
+use pipeline_aws::{Executions, ListedObject, ObjectLocation, ObjectRun, ObjectStore, S3Store};
+use pipeline_core::payload::{Manifest, QuarantineReport};
+use pipeline_emulator::local::{LocalPipeline, RepoPaths};
+use pipeline_emulator::EmulatorOptions;
+use serde_json::Value;
+
+/// How long a test waits for its executions.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A deployed pipeline on its own emulator. Dropping it stops everything.
+pub struct TestPipeline {
+    pub local: LocalPipeline,
+    pub store: S3Store,
+    pub executions: Executions,
+}
+
+impl TestPipeline {
+    /// Starts an emulator and deploys the stack under `stack_name` (unique per test).
+    pub async fn start(stack_name: &str) -> Result<Self> {
+        let paths = RepoPaths::from_workspace();
+        for f in pipeline_aws::deploy::FUNCTIONS {
+            let zip = paths.artifacts.join(format!("{f}.zip"));
+            if !zip.exists() {
+                bail!(
+                    "{} is missing: the e2e suite deploys the packaged functions; run `cargo xtask test` \
+                     (or `cargo xtask package` first)",
+                    zip.display()
+                );
+            }
+        }
+        let options = EmulatorOptions {
+            // Retry backoff sleeps are instant, so retried steps don't slow the suite.
+            extra_env: vec![("SFN_WAIT_SCALE".into(), "0".into())],
+            ..EmulatorOptions::default()
+        };
+        let local = LocalPipeline::start(stack_name, &paths, Vec::new(), options)
+            .await
+            .context("starting the pipeline on the emulator")?;
+        eprintln!(
+            "[{stack_name}] emulator at {} (log {})",
+            local.endpoint(),
+            local.emulator.log_path().display()
+        );
+        let store = S3Store::new(local.clients.s3.clone());
+        let executions = Executions::new(local.clients.sfn.clone());
+        Ok(TestPipeline {
+            local,
+            store,
+            executions,
+        })
+    }
+
+    pub fn input_bucket(&self) -> &str {
+        &self.local.stack.input_bucket
+    }
+
+    pub fn output_bucket(&self) -> &str {
+        &self.local.stack.output_bucket
+    }
+
+    pub async fn upload(&self, key: &str, body: Vec<u8>) -> Result<()> {
+        self.store
+            .put(self.input_bucket(), key, body, "application/octet-stream")
+            .await
+            .with_context(|| format!("uploading {key}"))
+    }
+
+    /// Waits until `expected` executions exist and all have finished.
+    pub async fn settle(&self, expected: usize) -> Result<Vec<ObjectRun>> {
+        let runs = self
+            .executions
+            .wait_settled(
+                &self.local.stack.state_machine_arn,
+                expected,
+                SETTLE_TIMEOUT,
+                |_, _| {},
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+        if runs.len() != expected || runs.iter().any(|r| r.detail.summary.status == "RUNNING") {
+            bail!(
+                "expected {expected} finished executions, got {}: {:#?}\n--- emulator log ---\n{}",
+                runs.len(),
+                runs.iter()
+                    .map(|r| (&r.key, &r.detail.summary.status))
+                    .collect::<Vec<_>>(),
+                self.local.emulator.log_tail(60)
+            );
+        }
+        Ok(runs)
+    }
+
+    /// All executions right now, without waiting.
+    pub async fn runs_now(&self) -> Result<Vec<ObjectRun>> {
+        self.executions
+            .object_runs(&self.local.stack.state_machine_arn)
+            .await
+            .map_err(|e| anyhow!(e))
+    }
+
+    pub async fn output(&self, key: &str) -> Result<Vec<u8>> {
+        self.store
+            .get(ObjectLocation::latest(self.output_bucket(), key), u64::MAX)
+            .await
+            .with_context(|| format!("reading s3://{}/{key}", self.output_bucket()))
+    }
+
+    pub async fn list_output(&self, prefix: &str) -> Result<Vec<ListedObject>> {
+        Ok(self.store.list(self.output_bucket(), prefix).await?)
+    }
+
+    pub async fn manifest(&self, source_key: &str) -> Result<Manifest> {
+        let body = self.output(&format!("manifests/{source_key}.json")).await?;
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    pub async fn quarantine_report(&self, source_key: &str) -> Result<QuarantineReport> {
+        let body = self
+            .output(&format!("quarantine/reports/{source_key}.json"))
+            .await?;
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Invokes the ingest function directly with `event`, as S3 would; returns its report.
+    pub async fn invoke_ingest(&self, event: &Value) -> Result<Value> {
+        let name = self
+            .local
+            .stack
+            .function("ingest")
+            .ok_or_else(|| anyhow!("stack has no ingest function"))?;
+        let out = self
+            .local
+            .clients
+            .lambda
+            .invoke()
+            .function_name(name)
+            .payload(Blob::new(serde_json::to_vec(event)?))
+            .send()
+            .await
+            .context("invoking ingest")?;
+        let payload: Value =
+            serde_json::from_slice(out.payload().map(|b| b.as_ref()).unwrap_or(b"null"))?;
+        if let Some(err) = out.function_error() {
+            bail!("ingest failed ({err}): {payload}");
+        }
+        Ok(payload)
+    }
+
+    /// An S3 ObjectCreated notification for an object in the input bucket, shaped and
+    /// encoded exactly as AWS sends it.
+    pub async fn recorded_event(&self, key: &str) -> Result<Value> {
+        let head = self
+            .store
+            .head(ObjectLocation::latest(self.input_bucket(), key))
+            .await?;
+        Ok(object_created_event(
+            self.input_bucket(),
+            key,
+            head.size,
+            head.etag.as_deref(),
+            head.version_id.as_deref(),
+        ))
+    }
+}
+
+/// An AWS-shaped `ObjectCreated:Put` event (event version 2.1) for one object.
+pub fn object_created_event(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    etag: Option<&str>,
+    version: Option<&str>,
+) -> Value {
+    let encoded = pipeline_core::key::ObjectKey::from_decoded(key)
+        .map(|k| k.encode_for_event())
+        .unwrap_or_default();
+    let mut object = serde_json::json!({
+        "key": encoded, "size": size, "eTag": etag.unwrap_or_default().trim_matches('"'),
+        "sequencer": "0055AED6DCD90281E5"
+    });
+    if let Some(v) = version {
+        object["versionId"] = Value::String(v.to_string());
+    }
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-29T08:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "pipeline",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": object}
+    }]})
+}
+
+/// Real photos come from a Debian wallpaper package (`ukui-wallpapers`, installed by
+/// `.ci/run`); `PIPELINE_PHOTOS` points elsewhere.
+pub fn photo(name: &str) -> Result<(PathBuf, Vec<u8>)> {
+    let dir = std::env::var_os("PIPELINE_PHOTOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/backgrounds"));
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "real test photo {} is missing: install it with `apt-get install ukui-wallpapers` \
+             (.ci/run does) or set PIPELINE_PHOTOS",
+            path.display()
+        )
+    })?;
+    Ok((path, bytes))
+}
+
+/// A JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
+pub fn jpeg_with_orientation_6(width: u32, height: u32) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut exif = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    exif.extend_from_slice(&[
+        0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 6, 0x00, 0x00, 0, 0, 0, 0,
+    ]);
+    let mut out = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    enc.set_exif_metadata(exif)?;
+    enc.write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)?;
+    Ok(out)
+}

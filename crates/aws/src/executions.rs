@@ -249,3 +249,101 @@ fn state_event(e: &HistoryEvent) -> Option<StateEvent> {
         epoch_ms: at,
     })
 }
+
+/// One object's execution, classified: what the demo table and the tests look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRun {
+    /// The decoded source key from the execution input (empty when the input is not ours).
+    pub key: String,
+    pub detail: ExecutionDetail,
+    pub status: pipeline_core::report::ObjectStatus,
+    pub visits: Vec<pipeline_core::report::StateVisit>,
+}
+
+impl ObjectRun {
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.detail
+            .summary
+            .stop_epoch_ms
+            .map(|stop| stop - self.detail.summary.start_epoch_ms)
+    }
+
+    /// `Inspect > IsSupported > Transform > Load`
+    pub fn path(&self) -> String {
+        self.visits
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" > ")
+    }
+}
+
+impl Executions {
+    /// Every execution of the state machine, described and classified.
+    pub async fn object_runs(&self, state_machine_arn: &str) -> Result<Vec<ObjectRun>, String> {
+        let mut runs = Vec::new();
+        for summary in self.list(state_machine_arn).await? {
+            runs.push(self.object_run(&summary.arn).await?);
+        }
+        runs.sort_by(|a, b| {
+            a.key.cmp(&b.key).then(
+                a.detail
+                    .summary
+                    .start_epoch_ms
+                    .cmp(&b.detail.summary.start_epoch_ms),
+            )
+        });
+        Ok(runs)
+    }
+
+    pub async fn object_run(&self, execution_arn: &str) -> Result<ObjectRun, String> {
+        let detail = self.describe(execution_arn).await?;
+        let key = detail
+            .input
+            .as_deref()
+            .and_then(|i| serde_json::from_str::<pipeline_core::payload::ExecutionInput>(i).ok())
+            .map(|i| i.source.key)
+            .unwrap_or_default();
+        let status = pipeline_core::report::ObjectStatus::classify(
+            &detail.summary.status,
+            detail.output.as_deref(),
+            detail.error.as_deref(),
+            detail.cause.as_deref(),
+        );
+        let events = self.state_events(execution_arn).await?;
+        let visits = pipeline_core::report::state_visits(
+            events
+                .iter()
+                .map(|e| (e.state.as_str(), e.entered, e.epoch_ms)),
+        );
+        Ok(ObjectRun {
+            key,
+            detail,
+            status,
+            visits,
+        })
+    }
+
+    /// Waits until at least `expected` executions exist and none is running, calling
+    /// `progress(done, total)` as they finish; returns them all, or the ones seen at timeout.
+    pub async fn wait_settled(
+        &self,
+        state_machine_arn: &str,
+        expected: usize,
+        timeout: std::time::Duration,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<ObjectRun>, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let list = self.list(state_machine_arn).await?;
+            let done = list.iter().filter(|e| e.status != "RUNNING").count();
+            progress(done, expected.max(list.len()));
+            if (list.len() >= expected && done == list.len())
+                || tokio::time::Instant::now() >= deadline
+            {
+                return self.object_runs(state_machine_arn).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+}

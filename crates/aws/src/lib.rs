@@ -11,7 +11,9 @@ pub mod executions;
 pub mod store;
 
 pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};
-pub use executions::{ExecutionStarter, MemoryStarter, SfnStarter, StartError, StartOutcome};
+pub use executions::{
+    ExecutionStarter, Executions, MemoryStarter, ObjectRun, SfnStarter, StartError, StartOutcome,
+};
 pub use store::{
     ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,
 };

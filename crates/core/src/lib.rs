@@ -13,6 +13,7 @@ pub mod key;
 pub mod layout;
 pub mod naming;
 pub mod payload;
+pub mod report;
 pub mod sniff;
 pub mod transform;
 

@@ -59,6 +59,7 @@
 mod emulator;
 mod error;
 mod health;
+pub mod local;
 mod venv;
 
 pub use emulator::{Emulator, EmulatorOptions};

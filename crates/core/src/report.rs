@@ -1,0 +1,198 @@
+//! What happened to each object, derived from an execution's status, output and history.
+
+use crate::payload::ExecutionOutput;
+
+/// The end state of one object, as users see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStatus {
+    /// Thumbnails and a manifest were written.
+    Processed,
+    /// Copied to quarantine with a report; `error` is the pipeline error name.
+    Quarantined { error: String },
+    /// The execution failed without quarantining (needs an operator).
+    Failed { error: String, cause: String },
+    /// Still running.
+    Running,
+}
+
+impl ObjectStatus {
+    /// Classifies an execution from DescribeExecution's fields. Output is parsed, never
+    /// compared as text (emulators re-serialise it).
+    pub fn classify(
+        status: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Self {
+        match status {
+            "RUNNING" | "PENDING_REDRIVE" => ObjectStatus::Running,
+            "SUCCEEDED" => match output.map(serde_json::from_str::<ExecutionOutput>) {
+                Some(Ok(ExecutionOutput::Processed(_))) => ObjectStatus::Processed,
+                Some(Ok(ExecutionOutput::Quarantined(q))) => {
+                    ObjectStatus::Quarantined { error: q.error }
+                }
+                Some(Err(e)) => ObjectStatus::Failed {
+                    error: "UnexpectedOutput".into(),
+                    cause: format!("execution output is not a pipeline result: {e}"),
+                },
+                None => ObjectStatus::Failed {
+                    error: "UnexpectedOutput".into(),
+                    cause: "execution succeeded without output".into(),
+                },
+            },
+            other => ObjectStatus::Failed {
+                error: error.unwrap_or(other).to_string(),
+                cause: cause.unwrap_or_default().to_string(),
+            },
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            ObjectStatus::Processed => "processed",
+            ObjectStatus::Quarantined { .. } => "quarantined",
+            ObjectStatus::Failed { .. } => "failed",
+            ObjectStatus::Running => "running",
+        }
+    }
+}
+
+/// One state an execution passed through, with how long it spent there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateVisit {
+    pub name: String,
+    pub duration_ms: Option<i64>,
+}
+
+/// Pairs "entered" and "exited" history events into visits, in order of entry.
+/// `events` are `(state name, entered?, epoch ms)`.
+pub fn state_visits<'a>(events: impl IntoIterator<Item = (&'a str, bool, i64)>) -> Vec<StateVisit> {
+    let mut visits: Vec<(StateVisit, i64)> = Vec::new();
+    for (name, entered, at) in events {
+        if entered {
+            visits.push((
+                StateVisit {
+                    name: name.to_string(),
+                    duration_ms: None,
+                },
+                at,
+            ));
+        } else if let Some((visit, start)) = visits
+            .iter_mut()
+            .rev()
+            .find(|(v, _)| v.name == name && v.duration_ms.is_none())
+        {
+            visit.duration_ms = Some((at - *start).max(0));
+        }
+    }
+    visits.into_iter().map(|(v, _)| v).collect()
+}
+
+/// Counts for the demo's closing line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub processed: usize,
+    pub quarantined: usize,
+    pub failed: usize,
+    pub running: usize,
+}
+
+impl Summary {
+    pub fn of<'a>(statuses: impl IntoIterator<Item = &'a ObjectStatus>) -> Self {
+        let mut s = Summary::default();
+        for status in statuses {
+            match status {
+                ObjectStatus::Processed => s.processed += 1,
+                ObjectStatus::Quarantined { .. } => s.quarantined += 1,
+                ObjectStatus::Failed { .. } => s.failed += 1,
+                ObjectStatus::Running => s.running += 1,
+            }
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Summary {
+    /// `summary: processed=N quarantined=M failed=K` (still-running objects count as failed:
+    /// the demo only prints this after waiting, so a running one did not finish in time).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "summary: processed={} quarantined={} failed={}",
+            self.processed,
+            self.quarantined,
+            self.failed + self.running
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROCESSED: &str = include_str!("../../../state-machine/fixtures/load-output.json");
+    const QUARANTINED: &str =
+        include_str!("../../../state-machine/fixtures/quarantine-output.json");
+
+    #[test]
+    fn classify_table() {
+        let cases = [
+            (("RUNNING", None, None, None), "running"),
+            (("SUCCEEDED", Some(PROCESSED), None, None), "processed"),
+            (("SUCCEEDED", Some(QUARANTINED), None, None), "quarantined"),
+            (("SUCCEEDED", Some("{\"x\":1}"), None, None), "failed"),
+            (("SUCCEEDED", None, None, None), "failed"),
+            (
+                ("FAILED", None, Some("QuarantineFailed"), Some("c")),
+                "failed",
+            ),
+            (("TIMED_OUT", None, None, None), "failed"),
+            (("ABORTED", None, None, None), "failed"),
+        ];
+        for ((status, output, error, cause), expected) in cases {
+            assert_eq!(
+                ObjectStatus::classify(status, output, error, cause).label(),
+                expected,
+                "{status} {output:?}"
+            );
+        }
+        assert_eq!(
+            ObjectStatus::classify("SUCCEEDED", Some(QUARANTINED), None, None),
+            ObjectStatus::Quarantined {
+                error: "UnsupportedType".into()
+            }
+        );
+    }
+
+    #[test]
+    fn state_visits_pairs_enter_and_exit() {
+        let v = state_visits([
+            ("Inspect", true, 100),
+            ("Inspect", false, 150),
+            ("IsSupported", true, 150),
+            ("IsSupported", false, 151),
+            ("Transform", true, 151),
+        ]);
+        let got: Vec<_> = v.iter().map(|v| (v.name.as_str(), v.duration_ms)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Inspect", Some(50)),
+                ("IsSupported", Some(1)),
+                ("Transform", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn summary_line_format() {
+        let s = Summary::of(&[
+            ObjectStatus::Processed,
+            ObjectStatus::Processed,
+            ObjectStatus::Quarantined {
+                error: "InvalidImage".into(),
+            },
+        ]);
+        assert_eq!(s.to_string(), "summary: processed=2 quarantined=1 failed=0");
+    }
+}
