@@ -1,2 +1,92 @@
-//! placeholder
-fn main() {}
+//! The `pipeline` command: run the demo on the embedded emulator, upload, watch executions, deploy.
+
+mod commands;
+mod samples;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "pipeline",
+    version,
+    about = "s3-pipeline: process files the moment they land in S3"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the embedded emulator, deploy the stack, upload files, wait, print a report.
+    Demo {
+        /// Upload every file under DIR instead of the built-in samples.
+        #[arg(long, value_name = "DIR")]
+        input: Option<PathBuf>,
+        /// Folder with the function zips (from `cargo xtask package`).
+        #[arg(long, value_name = "DIR")]
+        artifacts: Option<PathBuf>,
+    },
+    /// Upload files to the stack's input bucket (uses the usual AWS configuration,
+    /// e.g. AWS_ENDPOINT_URL for an emulator).
+    Upload {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Key prefix for the uploaded objects.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// List executions, or show one execution's states with durations.
+    Executions {
+        /// An execution name to show in detail.
+        name: Option<String>,
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+    },
+    /// Deploy (create or update) the stack through CloudFormation.
+    Deploy {
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Folder with the function zips (from `cargo xtask package`).
+        #[arg(long, value_name = "DIR")]
+        artifacts: PathBuf,
+        /// An existing bucket (or one to create) for the zips and the definition.
+        #[arg(long)]
+        artifacts_bucket: String,
+        /// Extra template parameters, e.g. `--param ThumbnailSizes=128,512`.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { input, artifacts } => commands::demo(input, artifacts).await,
+        Command::Upload {
+            files,
+            stack,
+            prefix,
+        } => commands::upload(&files, &stack, &prefix).await,
+        Command::Executions { name, stack } => commands::executions(name.as_deref(), &stack).await,
+        Command::Deploy {
+            stack,
+            artifacts,
+            artifacts_bucket,
+            params,
+        } => commands::deploy(&stack, artifacts, artifacts_bucket, &params).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! End-to-end: the deployed pipeline on the embedded emulator, checked the way a user
 //! would check it, by looking in the buckets and at the executions.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use anyhow::Result;
 use integration_tests::{jpeg_with_orientation_6, photo, TestPipeline};
 use pipeline_core::image_info::{sha256_hex, ImageFormat};

@@ -35,6 +35,7 @@ fn main() -> Result<()> {
             cargo(&root, &["run", "--quiet", "-p", "pipeline-cli", "--"], &cli)
         }
         "test" => {
+            ensure_test_photos()?;
             package::run(&root)?;
             lint::run(&root)?;
             cargo(
@@ -55,6 +56,29 @@ fn main() -> Result<()> {
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// The e2e suite processes real photos from Debian's `ukui-wallpapers` package; install it
+/// when missing (as root), or say exactly what is needed.
+fn ensure_test_photos() -> Result<()> {
+    if std::env::var_os("PIPELINE_PHOTOS").is_some()
+        || Path::new("/usr/share/backgrounds/the-mouse.jpg").exists()
+    {
+        return Ok(());
+    }
+    eprintln!("test: installing real test photos (apt-get install ukui-wallpapers)...");
+    let ok = Command::new("sh")
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ukui-wallpapers",
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!("the e2e suite needs real photos: run `apt-get install ukui-wallpapers` as root, or set PIPELINE_PHOTOS to a folder with firstgeneration.jpg, the-mouse.jpg and desert.png");
+    }
+    Ok(())
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

@@ -322,10 +322,13 @@ fn not_found_or<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
+/// `(bucket, key)` -> `(body, content type)`.
+type MemoryObjects = BTreeMap<(String, String), (Vec<u8>, String)>;
+
 /// In-memory [`ObjectStore`] for unit tests. Versions are not modelled: the latest wins.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<(String, String), (Vec<u8>, String)>>,
+    objects: Mutex<MemoryObjects>,
 }
 
 impl MemoryStore {

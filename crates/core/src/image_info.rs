@@ -179,6 +179,15 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), PipelineError> {
     }
 }
 
+/// Lowercase hex SHA-256 of the object's bytes, recorded in manifests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,13 +258,4 @@ mod tests {
             assert_eq!(err.name(), "InvalidImage");
         }
     }
-}
-
-/// Lowercase hex SHA-256 of the object's bytes, recorded in manifests.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -20,7 +20,8 @@ pub struct IngestReport {
 /// Starts an execution for every ObjectCreated record. Every record is attempted even
 /// when an earlier one fails; the invocation then fails as a whole (`Transient` if any
 /// failure may pass on retry, which is safe because names are deterministic, else
-/// `InvalidEvent`) so the event is retried and finally lands in the on-failure destination.
+/// `InvalidEvent`) so Lambda's asynchronous invocation retries the event, which is safe
+/// because execution names are deterministic.
 pub async fn handle(
     event: &Value,
     layout: &OutputLayout,

@@ -1,0 +1,116 @@
+//! Built-in demo samples, generated in memory: one per supported format, an EXIF-rotated
+//! photo, and one corrupt file that must end in quarantine.
+
+use std::io::Cursor;
+
+use anyhow::Result;
+use image::{DynamicImage, ImageEncoder, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+
+/// `(key, bytes)` for every sample.
+pub fn samples() -> Result<Vec<(String, Vec<u8>)>> {
+    let landscape = scene(1600, 1000);
+    let sunset = encode(
+        &DynamicImage::ImageRgb8(landscape.clone()),
+        ImageFormat::Jpeg,
+    )?;
+    let mut broken = sunset.clone();
+    broken.truncate(sunset.len() / 2);
+    Ok(vec![
+        ("samples/sunset.jpg".into(), sunset),
+        (
+            "samples/portrait (rotated).jpg".into(),
+            rotated_jpeg(&scene(1200, 800))?,
+        ),
+        (
+            "samples/logo+alpha.png".into(),
+            encode(&DynamicImage::ImageRgba8(logo(512)), ImageFormat::Png)?,
+        ),
+        (
+            "samples/pattern.webp".into(),
+            encode(&DynamicImage::ImageRgb8(scene(800, 600)), ImageFormat::WebP)?,
+        ),
+        (
+            "samples/frame.gif".into(),
+            encode(&DynamicImage::ImageRgb8(scene(320, 240)), ImageFormat::Gif)?,
+        ),
+        ("samples/broken.jpg".into(), broken),
+    ])
+}
+
+fn scene(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let sky = y < h * 3 / 5;
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        if sky {
+            Rgb([
+                (255.0 * (0.6 + 0.4 * fy)) as u8,
+                (120.0 + 100.0 * fx) as u8,
+                (180.0 * (1.0 - fy)) as u8,
+            ])
+        } else {
+            Rgb([
+                (30.0 + 40.0 * fx) as u8,
+                (90.0 + 60.0 * (1.0 - fy)) as u8,
+                40,
+            ])
+        }
+    })
+}
+
+fn logo(size: u32) -> RgbaImage {
+    let c = size as f32 / 2.0;
+    RgbaImage::from_fn(size, size, |x, y| {
+        let d = ((x as f32 - c).powi(2) + (y as f32 - c).powi(2)).sqrt();
+        if d < c * 0.8 {
+            Rgba([20, 110, 220, 255])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    })
+}
+
+fn encode(img: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format)?;
+    Ok(out.into_inner())
+}
+
+/// A JPEG stored landscape whose EXIF orientation (6) says "display rotated 90°".
+fn rotated_jpeg(img: &RgbImage) -> Result<Vec<u8>> {
+    let mut exif = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    exif.extend_from_slice(&[
+        0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 6, 0x00, 0x00, 0, 0, 0, 0,
+    ]);
+    let mut out = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 88);
+    enc.set_exif_metadata(exif)?;
+    enc.write_image(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        image::ExtendedColorType::Rgb8,
+    )?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_core::sniff::{sniff, Sniffed};
+
+    #[test]
+    fn samples_have_one_of_each_format_and_one_broken_file() {
+        let s = samples().unwrap();
+        assert_eq!(s.len(), 6);
+        let images = s
+            .iter()
+            .filter(|(_, b)| matches!(sniff(b), Sniffed::Image(_)))
+            .count();
+        assert_eq!(
+            images, 6,
+            "the broken file still sniffs as JPEG: it fails at decoding"
+        );
+        let broken = &s.iter().find(|(k, _)| k.ends_with("broken.jpg")).unwrap().1;
+        assert!(image::load_from_memory(broken).is_err() || !broken.ends_with(&[0xFF, 0xD9]));
+    }
+}
