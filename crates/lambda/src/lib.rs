@@ -4,7 +4,8 @@
 use std::future::Future;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use pipeline_aws::StoreError;
+use pipeline_aws::clients::{load_sdk_config, s3_client};
+use pipeline_aws::{S3Store, StoreError};
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::PipelineError;
 use serde::de::DeserializeOwned;
@@ -15,6 +16,20 @@ use serde_json::Value;
 /// logging controls), text otherwise; level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
 pub fn init_tracing() {
     lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// What every ETL function builds once at start-up: its configuration and an S3 store.
+pub struct FunctionEnv {
+    pub config: PipelineConfig,
+    pub store: S3Store,
+}
+
+/// Sets up logging, parses the configuration and builds the S3 client, once per cold start.
+pub async fn start_etl_function() -> Result<FunctionEnv, PipelineError> {
+    init_tracing();
+    let config = config_from_env()?;
+    let store = S3Store::new(s3_client(&load_sdk_config().await));
+    Ok(FunctionEnv { config, store })
 }
 
 /// Reads the function's configuration from its environment, once, at start-up.
