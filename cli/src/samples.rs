@@ -4,7 +4,8 @@
 use std::io::Cursor;
 
 use anyhow::Result;
-use image::{DynamicImage, ImageEncoder, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+use pipeline_core::transform::encode_jpeg_with_orientation;
 
 /// `(key, bytes)` for every sample.
 pub fn samples() -> Result<Vec<(String, Vec<u8>)>> {
@@ -19,7 +20,7 @@ pub fn samples() -> Result<Vec<(String, Vec<u8>)>> {
         ("samples/sunset.jpg".into(), sunset),
         (
             "samples/portrait (rotated).jpg".into(),
-            rotated_jpeg(&scene(1200, 800))?,
+            encode_jpeg_with_orientation(&scene(1200, 800), 6, 88)?,
         ),
         (
             "samples/logo+alpha.png".into(),
@@ -75,24 +76,6 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// A JPEG stored landscape whose EXIF orientation (6) says "display rotated 90°".
-fn rotated_jpeg(img: &RgbImage) -> Result<Vec<u8>> {
-    let mut exif = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
-    exif.extend_from_slice(&[
-        0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 6, 0x00, 0x00, 0, 0, 0, 0,
-    ]);
-    let mut out = Vec::new();
-    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 88);
-    enc.set_exif_metadata(exif)?;
-    enc.write_image(
-        img.as_raw(),
-        img.width(),
-        img.height(),
-        image::ExtendedColorType::Rgb8,
-    )?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +94,15 @@ mod tests {
             "the broken file still sniffs as JPEG: it fails at decoding"
         );
         let broken = &s.iter().find(|(k, _)| k.ends_with("broken.jpg")).unwrap().1;
-        assert!(image::load_from_memory(broken).is_err() || !broken.ends_with(&[0xFF, 0xD9]));
+        let err = pipeline_core::image_info::read_header(
+            broken,
+            pipeline_core::image_info::ImageFormat::Jpeg,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.name(),
+            "InvalidImage",
+            "the demo counts on exactly one quarantine"
+        );
     }
 }

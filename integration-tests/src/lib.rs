@@ -220,17 +220,10 @@ pub fn photo(name: &str) -> Result<(PathBuf, Vec<u8>)> {
 
 /// A JPEG whose EXIF says "rotate 90° clockwise to display" (orientation 6).
 pub fn jpeg_with_orientation_6(width: u32, height: u32) -> Result<Vec<u8>> {
-    use image::ImageEncoder;
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
     });
-    let mut exif = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
-    exif.extend_from_slice(&[
-        0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 6, 0x00, 0x00, 0, 0, 0, 0,
-    ]);
-    let mut out = Vec::new();
-    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
-    enc.set_exif_metadata(exif)?;
-    enc.write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)?;
-    Ok(out)
+    Ok(pipeline_core::transform::encode_jpeg_with_orientation(
+        &img, 6, 90,
+    )?)
 }

@@ -74,9 +74,8 @@ impl PipelineStack {
         };
         let mut functions = Vec::new();
         for f in FUNCTIONS {
-            let mut key = f.to_string();
-            key[..1].make_ascii_uppercase();
-            functions.push((f.to_string(), output(&format!("{key}FunctionName"))?));
+            let name = output(&format!("{}FunctionName", pascal_case(f)))?;
+            functions.push((f.to_string(), name));
         }
         Ok(PipelineStack {
             stack_name: stack_name.to_string(),
@@ -142,9 +141,7 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
         store
             .put(&req.artifacts_bucket, &key, body, "application/zip")
             .await?;
-        let mut name = f.to_string();
-        name[..1].make_ascii_uppercase();
-        params.push((format!("{name}CodeKey"), key));
+        params.push((format!("{}CodeKey", pascal_case(f)), key));
     }
     let definition = read(&req.definition_path)?;
     let definition_key = format!("{prefix}pipeline-{}.asl.json", short_digest(&definition));
@@ -292,8 +289,47 @@ async fn failure_reasons(clients: &Clients, stack: &str) -> String {
 
 /// Content-addressed artifact keys make CloudFormation update functions whose code changed.
 fn short_digest(bytes: &[u8]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    format!("{:016x}", h.finish())
+    let mut hex = pipeline_core::image_info::sha256_hex(bytes);
+    hex.truncate(16);
+    hex
+}
+
+/// `ingest` -> `Ingest`: how the template names a function's parameters and outputs.
+fn pascal_case(function: &str) -> String {
+    let mut chars = function.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pascal_case_matches_template_names() {
+        let names: Vec<String> = FUNCTIONS.iter().map(|f| pascal_case(f)).collect();
+        assert_eq!(
+            names,
+            ["Ingest", "Inspect", "Transform", "Load", "Quarantine"]
+        );
+        let template = include_str!("../../../infra/template.yaml");
+        for name in names {
+            assert!(
+                template.contains(&format!("{name}CodeKey:")),
+                "{name}CodeKey"
+            );
+            assert!(
+                template.contains(&format!("{name}FunctionName:")),
+                "{name}FunctionName"
+            );
+        }
+    }
+
+    #[test]
+    fn short_digest_is_stable_and_content_addressed() {
+        assert_eq!(short_digest(b"abc"), "ba7816bf8f01cfea");
+        assert_ne!(short_digest(b"abc"), short_digest(b"abd"));
+    }
 }

@@ -181,10 +181,38 @@ fn resize(image: &RgbImage, w: u32, h: u32) -> RgbImage {
     image::imageops::resize(image, w, h, FilterType::Lanczos3)
 }
 
+/// Encodes `image` as a JPEG tagged with an EXIF orientation (1-8), the way cameras store
+/// a rotated photo: pixels as captured, orientation in metadata. Used for demo samples.
+pub fn encode_jpeg_with_orientation(
+    image: &RgbImage,
+    orientation: u8,
+    quality: u8,
+) -> Result<Vec<u8>, PipelineError> {
+    use image::ImageEncoder;
+    // A big-endian TIFF header and one IFD entry: tag 0x0112 (Orientation), SHORT, count 1.
+    let mut exif = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+    exif.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00]);
+    exif.extend_from_slice(&[orientation, 0x00, 0x00, 0, 0, 0, 0]);
+    let mut out = Vec::new();
+    let mut encoder = JpegEncoder::new_with_quality(&mut out, quality);
+    encoder
+        .set_exif_metadata(exif)
+        .map_err(|e| PipelineError::invalid_image(format!("EXIF: {e}")))?;
+    encoder
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| PipelineError::invalid_image(format!("encoding JPEG: {e}")))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use image::{ImageEncoder, Rgb, RgbaImage};
+    use image::{Rgb, RgbaImage};
 
     /// A test photo: a gradient with a marker in the top-left corner (to check orientation).
     pub(crate) fn gradient(w: u32, h: u32) -> RgbImage {
@@ -205,28 +233,8 @@ pub(crate) mod tests {
         out.into_inner()
     }
 
-    /// A minimal EXIF (TIFF) block with one Orientation tag.
-    pub(crate) fn exif_orientation(code: u8) -> Vec<u8> {
-        let mut e = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
-        e.extend_from_slice(&[
-            0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, code, 0x00, 0x00,
-        ]);
-        e.extend_from_slice(&[0, 0, 0, 0]);
-        e
-    }
-
     pub(crate) fn jpeg_with_orientation(img: &RgbImage, code: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut enc = JpegEncoder::new_with_quality(&mut out, 90);
-        enc.set_exif_metadata(exif_orientation(code)).unwrap();
-        enc.write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
-        out
+        encode_jpeg_with_orientation(img, code, 90).unwrap()
     }
 
     fn spec(sizes: &[u32]) -> TransformSpec {

@@ -18,17 +18,10 @@ pub async fn load(
     config: &PipelineConfig,
 ) -> Result<LoadOutput, PipelineError> {
     let started = Instant::now();
-    let manifest = build_manifest(&input, 0)?;
     let key = ObjectKey::from_decoded(input.source.key.clone())
         .map_err(|e| PipelineError::invalid_event(format!("source key: {e}")))?;
     let manifest_key = config.layout.manifest_key(&key);
-    let manifest = Manifest {
-        timings_ms: StepTimings {
-            load_ms: elapsed_ms(started),
-            ..manifest.timings_ms
-        },
-        ..manifest
-    };
+    let manifest = build_manifest(&input, elapsed_ms(started))?;
     let body = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| PipelineError::invalid_event(format!("serialising manifest: {e}")))?;
     store
