@@ -41,8 +41,10 @@ pub async fn demo(input: Option<PathBuf>, artifacts: Option<PathBuf>) -> Result<
     let local =
         LocalPipeline::start(DEMO_STACK, &paths, Vec::new(), EmulatorOptions::default()).await?;
     eprintln!(
-        "demo: emulator at {}; input bucket s3://{}",
-        local.endpoint(),
+        "demo: emulator backend {} ({}): {}; input bucket s3://{}",
+        local.backend.0.name(),
+        local.backend.1,
+        local.emulator.describe(),
         local.stack.input_bucket
     );
     let store = S3Store::new(local.clients.s3.clone());

@@ -1,6 +1,7 @@
 //! The `pipeline` command: run the demo on the embedded emulator, upload, watch executions, deploy.
 
 mod commands;
+mod load;
 mod samples;
 mod table;
 
@@ -48,6 +49,17 @@ enum Command {
         #[arg(long, default_value = "s3-pipeline")]
         stack: String,
     },
+    /// Load test on the embedded emulator: upload N objects from W parallel writers, wait,
+    /// check every object, print one summary line (exit 1 if any object is lost or doubled).
+    Load {
+        #[arg(long, default_value_t = 200)]
+        objects: usize,
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Folder with the function zips (from `cargo xtask package`).
+        #[arg(long, value_name = "DIR")]
+        artifacts: Option<PathBuf>,
+    },
     /// Deploy (create or update) the stack through CloudFormation.
     Deploy {
         #[arg(long, default_value = "s3-pipeline")]
@@ -69,6 +81,11 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { input, artifacts } => commands::demo(input, artifacts).await,
+        Command::Load {
+            objects,
+            writers,
+            artifacts,
+        } => load::load(objects, writers, artifacts).await,
         Command::Upload {
             files,
             stack,

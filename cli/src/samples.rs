@@ -76,6 +76,23 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
+/// The `i`-th object of a load run: a small distinct JPEG, and every tenth one a truncated
+/// JPEG that must end in quarantine. Returns `(body, expect_quarantine)`.
+pub fn load_object(i: usize) -> Result<(Vec<u8>, bool)> {
+    let shade = (i % 251) as u8;
+    let img = RgbImage::from_fn(96, 64, |x, y| {
+        Rgb([shade, (x * 2) as u8, (y * 3) as u8 ^ shade])
+    });
+    let jpeg = encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)?;
+    if i % 10 == 9 {
+        let mut broken = jpeg;
+        broken.truncate(broken.len() / 2);
+        Ok((broken, true))
+    } else {
+        Ok((jpeg, false))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

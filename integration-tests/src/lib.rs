@@ -44,11 +44,12 @@ impl TestPipeline {
         let local = LocalPipeline::start(stack_name, &paths, Vec::new(), options)
             .await
             .context("starting the pipeline on the emulator")?;
-        eprintln!(
-            "[{stack_name}] emulator at {} (log {})",
-            local.endpoint(),
-            local.emulator.log_path().display()
-        );
+        announce(&format!(
+            "e2e [{stack_name}] backend {} ({}): {}",
+            local.backend.0.name(),
+            local.backend.1,
+            local.emulator.describe()
+        ));
         let store = S3Store::new(local.clients.s3.clone());
         let executions = Executions::new(local.clients.sfn.clone());
         Ok(TestPipeline {
@@ -169,6 +170,14 @@ impl TestPipeline {
             head.version_id.as_deref(),
         ))
     }
+}
+
+/// Writes one line to the real stderr, past the test harness's output capture, so the CI
+/// log names every test's emulator (process or container) even when the test passes.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }
 
 /// An AWS-shaped `ObjectCreated:Put` event (event version 2.1) for one object.

@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`: package, lint, demo, test.
 
 mod asl;
+mod emulator_image;
 mod lint;
 mod package;
 
@@ -16,7 +17,14 @@ commands:
   lint               check the state machine (own checks + statelint) and the template (cfn-lint)
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
-  test               package, lint, then run every unit and end-to-end test";
+  load --objects N --writers W
+                     package, then upload N objects from W writers to the embedded emulator,
+                     wait, check each, print `objects=.. processed=.. lost=.. duplicated=.. ...`
+  test               package, lint, then run every unit and end-to-end test
+                     (emulator backend from PIPELINE_EMULATOR: container|process|localstack|auto)
+  emulator-image [--tag T] [--mirror URL] [--force]
+                     build the MiniStack container image from Debian packages (debootstrap,
+                     then pip in a chroot) and import it into Docker; skips if the tag exists";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -26,10 +34,10 @@ fn main() -> Result<()> {
     match command.as_str() {
         "package" => package::run(&root).map(|_| ()),
         "lint" => lint::run(&root),
-        "demo" => {
+        "demo" | "load" => {
             package::run(&root)?;
             let artifacts = package::artifacts_dir(&root);
-            let mut cli = vec!["demo".to_string(), "--artifacts".into()];
+            let mut cli = vec![command.clone(), "--artifacts".into()];
             cli.push(artifacts.display().to_string());
             cli.extend(rest);
             cargo(&root, &["run", "--quiet", "-p", "pipeline-cli", "--"], &cli)
@@ -50,6 +58,7 @@ fn main() -> Result<()> {
                 &rest,
             )
         }
+        "emulator-image" => emulator_image::run(&root, &rest),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -1,5 +1,7 @@
 //! What happened to each object, derived from an execution's status, output and history.
 
+use std::fmt;
+
 use crate::payload::ExecutionOutput;
 
 /// The end state of one object, as users see it.
@@ -194,5 +196,85 @@ mod tests {
             },
         ]);
         assert_eq!(s.to_string(), "summary: processed=2 quarantined=1 failed=0");
+    }
+}
+
+/// The one-line result of a load run (`cargo xtask load`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    pub objects: usize,
+    pub processed: usize,
+    pub quarantined: usize,
+    /// Uploaded objects that did not end processed or quarantined with their output
+    /// (manifest or report) in place: never started, still running, failed, or missing output.
+    pub lost: usize,
+    /// Objects with more than one execution.
+    pub duplicated: usize,
+    /// Upload acknowledged -> execution stopped, over the objects that finished.
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    /// Objects per second from the first upload to the last execution's end.
+    pub objects_per_s: f64,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "objects={} processed={} quarantined={} lost={} duplicated={} p50_ms={} p99_ms={} objects_per_s={:.1}",
+            self.objects,
+            self.processed,
+            self.quarantined,
+            self.lost,
+            self.duplicated,
+            self.p50_ms,
+            self.p99_ms,
+            self.objects_per_s
+        )
+    }
+}
+
+/// Nearest-rank percentile (`p` in 0..=100) of `values`; 0 when empty.
+pub fn percentile(values: &[u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    #[test]
+    fn percentile_nearest_rank_matches_definition() {
+        let v: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+        assert_eq!(percentile(&[3, 1, 2], 0.0), 1);
+    }
+
+    #[test]
+    fn load_report_prints_one_line_in_the_documented_order() {
+        let r = LoadReport {
+            objects: 200,
+            processed: 180,
+            quarantined: 20,
+            lost: 0,
+            duplicated: 0,
+            p50_ms: 812,
+            p99_ms: 2304,
+            objects_per_s: 31.25,
+        };
+        assert_eq!(
+            r.to_string(),
+            "objects=200 processed=180 quarantined=20 lost=0 duplicated=0 p50_ms=812 p99_ms=2304 objects_per_s=31.2"
+        );
     }
 }

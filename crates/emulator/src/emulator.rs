@@ -12,6 +12,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::health::{is_healthy, pick_free_port};
+use crate::owner::{start_ticks_of, OwnerId};
 use crate::{last_lines, EmulatorError, Venv};
 
 /// Fresh ports tried when MiniStack exits during start-up (e.g. someone took the port).
@@ -66,6 +67,7 @@ impl Emulator {
     /// Installs MiniStack if needed, starts it on a free loopback port and waits until healthy.
     pub fn start(opts: &EmulatorOptions) -> Result<Emulator, EmulatorError> {
         let venv = Venv::ensure(&opts.venv_dir)?;
+        sweep_orphans_once();
         let run_id = next_run_id();
         let run_dir = std::env::temp_dir().join(format!("pipeline-emulator-{run_id}"));
         let log_path = match &opts.log_dir {
@@ -123,6 +125,7 @@ impl Emulator {
     }
 
     fn shutdown(&mut self) -> Result<(), EmulatorError> {
+        unregister(self.pid);
         let stopped = match self.child.take() {
             Some(mut child) => terminate_group(&mut child).map(drop),
             None => Ok(()),
@@ -156,6 +159,86 @@ impl Drop for Emulator {
     }
 }
 
+/// Where running process emulators are recorded, one `<pgid>.owner` file each, so a later
+/// run can stop those whose owner was killed (their own process group outlives it).
+fn registry_dir() -> PathBuf {
+    std::env::temp_dir().join("pipeline-emulators")
+}
+
+/// Records MiniStack (`pgid`, its start time), its owner (this process) and its run dir.
+fn register(pgid: u32, run_dir: &Path) {
+    let (Some(owner), Some(leader)) = (OwnerId::current(), start_ticks_of(pgid)) else {
+        return;
+    };
+    let dir = registry_dir();
+    let record = format!(
+        "owner={owner}\nleader={pgid}:{leader}\nrun_dir={}\n",
+        run_dir.display()
+    );
+    let _ = fs::create_dir_all(&dir)
+        .and_then(|()| fs::write(dir.join(format!("{pgid}.owner")), record));
+}
+
+fn unregister(pgid: u32) {
+    let _ = fs::remove_file(registry_dir().join(format!("{pgid}.owner")));
+}
+
+/// A parsed registry record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Orphan {
+    pub owner: OwnerId,
+    pub leader: OwnerId,
+    pub run_dir: PathBuf,
+}
+
+pub(crate) fn parse_record(text: &str) -> Option<Orphan> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+    };
+    Some(Orphan {
+        owner: OwnerId::parse(field("owner")?)?,
+        leader: OwnerId::parse(field("leader")?)?,
+        run_dir: PathBuf::from(field("run_dir")?),
+    })
+}
+
+/// Once per process: kills the process groups of emulators whose owner is gone (a test run
+/// killed mid-way) and deletes their run dirs.
+fn sweep_orphans_once() {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| {
+        let Ok(entries) = fs::read_dir(registry_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(record) = fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| parse_record(&t))
+            else {
+                let _ = fs::remove_file(&path);
+                continue;
+            };
+            if record.owner.is_alive() {
+                continue;
+            }
+            // Only the very process we recorded: a recycled pid has another start time.
+            if record.leader.is_alive() {
+                if let Ok(pgid) = i32::try_from(record.leader.pid) {
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
+                eprintln!(
+                    "emulator: stopped MiniStack pid {} left by killed run (owner {})",
+                    record.leader.pid, record.owner
+                );
+            }
+            let _ = fs::remove_dir_all(&record.run_dir);
+            let _ = fs::remove_file(&path);
+        }
+    });
+}
+
 pub(crate) fn endpoint_for(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
@@ -173,19 +256,27 @@ fn next_run_id() -> String {
 
 /// Environment that makes MiniStack self-contained; see the crate docs for why each is set.
 pub(crate) fn base_env(port: u16, run_dir: &Path) -> Vec<(&'static str, String)> {
-    let endpoint = endpoint_for(port);
     let run = run_dir.display().to_string();
-    vec![
+    let mut env = vec![
         ("GATEWAY_PORT", port.to_string()),
         ("BIND_HOST", "127.0.0.1".into()),
-        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ENDPOINT_URL", endpoint_for(port)),
+        ("TMPDIR", run.clone()),
+        ("STATE_DIR", format!("{run}/state")),
+        ("S3_DATA_DIR", format!("{run}/s3")),
+    ];
+    env.extend(shared_env());
+    env
+}
+
+/// What MiniStack gets in every backend: fixed credentials and region, no persistence,
+/// functions as local processes, no side listeners.
+pub(crate) fn shared_env() -> Vec<(&'static str, String)> {
+    vec![
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_DEFAULT_REGION", "us-east-1".into()),
         ("AWS_REGION", "us-east-1".into()),
-        ("TMPDIR", run.clone()),
-        ("STATE_DIR", format!("{run}/state")),
-        ("S3_DATA_DIR", format!("{run}/s3")),
         ("PERSIST_STATE", "0".into()),
         ("S3_PERSIST", "0".into()),
         ("LAMBDA_EXECUTOR", "local".into()),
@@ -253,7 +344,13 @@ fn start_in(
     for attempt in 1..=START_ATTEMPTS {
         let port = pick_free_port()?;
         let mut child = spawn(venv, port, run_dir, &log_path, attempt, &opts.extra_env)?;
-        match wait_until_healthy(&mut child, port, run_dir, deadline) {
+        // Recorded before it is healthy: a run killed during start-up leaves no orphan.
+        register(child.id(), run_dir);
+        let ready = wait_until_healthy(&mut child, port, run_dir, deadline);
+        if ready.is_err() {
+            unregister(child.id());
+        }
+        match ready {
             Ok(()) => return Ok((child, port, log_path)),
             Err(NotReady::Exited) => {
                 // Nothing else runs in a group that never got healthy; reap the leader.
@@ -410,6 +507,27 @@ mod tests {
         assert_eq!(env["S3_PERSIST"], "0");
         assert_eq!(env["LAMBDA_EXECUTOR"], "local");
         assert_eq!(env["IOT_MTLS_ENABLED"], "0");
+    }
+
+    #[test]
+    fn parse_record_reads_owner_leader_and_run_dir() {
+        let record = parse_record("owner=10:20\nleader=30:40\nrun_dir=/tmp/run x\n").unwrap();
+        assert_eq!(
+            record.owner,
+            OwnerId {
+                pid: 10,
+                start_ticks: 20
+            }
+        );
+        assert_eq!(
+            record.leader,
+            OwnerId {
+                pid: 30,
+                start_ticks: 40
+            }
+        );
+        assert_eq!(record.run_dir, PathBuf::from("/tmp/run x"));
+        assert_eq!(parse_record("owner=10:20\nrun_dir=/x\n"), None);
     }
 
     #[test]

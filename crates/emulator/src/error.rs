@@ -81,6 +81,38 @@ pub enum EmulatorError {
         #[source]
         source: nix::errno::Errno,
     },
+
+    #[error("{name} is {value:?}; expected {expected}")]
+    BadSetting {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+
+    #[error(
+        "the {backend} emulator backend needs a Docker engine, and none answers ({detail}); \
+         start Docker, or use PIPELINE_EMULATOR=process"
+    )]
+    DockerUnavailable {
+        backend: &'static str,
+        detail: String,
+    },
+
+    #[error("image {image} is not in the local Docker engine and cannot be pulled here; {hint}")]
+    ImageMissing { image: String, hint: String },
+
+    #[error("starting the {image} container failed: {detail}")]
+    ContainerStart { image: String, detail: String },
+
+    #[error(
+        "the emulator container {name} did not become healthy within {}s; its last log lines:\n{tail}",
+        timeout.as_secs()
+    )]
+    ContainerNotHealthy {
+        name: String,
+        timeout: Duration,
+        tail: String,
+    },
 }
 
 impl EmulatorError {

@@ -23,7 +23,12 @@ pub(crate) fn pick_free_port() -> Result<u16, EmulatorError> {
 
 /// True when `GET /_ministack/health` on `127.0.0.1:port` answers 200.
 pub(crate) fn is_healthy(port: u16) -> bool {
-    get_status(port, HEALTH_PATH) == Some(200)
+    is_healthy_at(port, HEALTH_PATH)
+}
+
+/// True when `GET path` on `127.0.0.1:port` answers 200.
+pub(crate) fn is_healthy_at(port: u16, path: &str) -> bool {
+    get_status(port, path) == Some(200)
 }
 
 /// Status code of one `GET path`, or `None` if nothing (valid) answered.

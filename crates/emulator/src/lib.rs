@@ -56,18 +56,22 @@
 //! - Useful `extra_env`: `SFN_WAIT_SCALE=0` (instant Wait states and Retry sleeps),
 //!   `LAMBDA_WARM_TTL_SECONDS`, `LOG_LEVEL=DEBUG`.
 
+pub mod backend;
+pub mod container;
 mod emulator;
 mod error;
 mod health;
 pub mod local;
+pub mod owner;
+mod pins;
 mod venv;
 
+pub use backend::Backend;
+pub use container::ContainerEmulator;
 pub use emulator::{Emulator, EmulatorOptions};
 pub use error::EmulatorError;
+pub use pins::MINISTACK_VERSION;
 pub use venv::Venv;
-
-/// The MiniStack release installed from PyPI and run.
-pub const MINISTACK_VERSION: &str = "1.5.33";
 
 /// The last `n` lines of `text`, joined with `\n`.
 pub(crate) fn last_lines(text: &str, n: usize) -> String {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use pipeline_aws::deploy::{deploy, DeployError, DeployRequest, PipelineStack};
 use pipeline_aws::{sdk_config_for_endpoint, Clients};
 
-use crate::{Emulator, EmulatorError, EmulatorOptions};
+use crate::backend::{Backend, Settings};
+use crate::{ContainerEmulator, Emulator, EmulatorError, EmulatorOptions};
 
 /// The region the emulator is configured with.
 pub const REGION: &str = "us-east-1";
@@ -45,25 +46,105 @@ pub enum LocalError {
     Join(String),
 }
 
+/// One running emulator, whichever backend started it. Dropping it stops it (the process
+/// group, or the container).
+#[derive(Debug)]
+pub enum RunningEmulator {
+    Process(Emulator),
+    Container(ContainerEmulator),
+}
+
+impl RunningEmulator {
+    /// Starts `backend`; `name_hint` names the container (a stack or test name).
+    pub async fn start(
+        backend: &Backend,
+        options: EmulatorOptions,
+        name_hint: &str,
+    ) -> Result<RunningEmulator, EmulatorError> {
+        match backend {
+            Backend::Process => tokio::task::spawn_blocking(move || Emulator::start(&options))
+                .await
+                .map_err(|e| EmulatorError::ContainerStart {
+                    image: "(process)".into(),
+                    detail: e.to_string(),
+                })?
+                .map(RunningEmulator::Process),
+            other => ContainerEmulator::start(other, &options, name_hint)
+                .await
+                .map(RunningEmulator::Container),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        match self {
+            RunningEmulator::Process(e) => e.endpoint(),
+            RunningEmulator::Container(c) => c.endpoint(),
+        }
+    }
+
+    /// The last `lines` lines of the emulator's output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        match self {
+            RunningEmulator::Process(e) => e.log_tail(lines),
+            RunningEmulator::Container(c) => c.log_tail(lines),
+        }
+    }
+
+    /// One line naming what runs: the process and its log, or the container and its image.
+    pub fn describe(&self) -> String {
+        match self {
+            RunningEmulator::Process(e) => format!(
+                "MiniStack process pid {} at {} (log {})",
+                e.pid(),
+                e.endpoint(),
+                e.log_path().display()
+            ),
+            RunningEmulator::Container(c) => format!(
+                "container {} (id {}, image {}) at {}",
+                c.name(),
+                c.id().get(..12).unwrap_or(c.id()),
+                c.image(),
+                c.endpoint()
+            ),
+        }
+    }
+}
+
 /// A running emulator with the pipeline stack deployed. Dropping it stops the emulator
 /// and every function process it started.
 pub struct LocalPipeline {
     pub clients: Clients,
     pub stack: PipelineStack,
-    pub emulator: Emulator,
+    pub emulator: RunningEmulator,
+    /// The backend and why it was chosen (e.g. `PIPELINE_EMULATOR=container`).
+    pub backend: (Backend, String),
 }
 
 impl LocalPipeline {
-    /// Starts MiniStack and deploys `stack_name` with the given extra template parameters.
+    /// Starts the emulator the environment selects (see [`Settings::choose`]) and deploys
+    /// `stack_name` with the given extra template parameters.
     pub async fn start(
         stack_name: &str,
         paths: &RepoPaths,
         parameters: Vec<(String, String)>,
         options: EmulatorOptions,
     ) -> Result<Self, LocalError> {
-        let emulator = tokio::task::spawn_blocking(move || Emulator::start(&options))
+        let settings = Settings::from_env();
+        let backend = tokio::task::spawn_blocking(move || settings.choose(crate::container::probe))
             .await
             .map_err(|e| LocalError::Join(e.to_string()))??;
+        Self::start_on(backend, stack_name, paths, parameters, options).await
+    }
+
+    /// Like [`LocalPipeline::start`] on an explicit backend.
+    pub async fn start_on(
+        backend: (Backend, String),
+        stack_name: &str,
+        paths: &RepoPaths,
+        parameters: Vec<(String, String)>,
+        options: EmulatorOptions,
+    ) -> Result<Self, LocalError> {
+        let emulator = RunningEmulator::start(&backend.0, options, stack_name).await?;
         let config = sdk_config_for_endpoint(&emulator.endpoint(), REGION).await;
         let clients = Clients::new(&config);
         let request = DeployRequest {
@@ -80,6 +161,7 @@ impl LocalPipeline {
                 clients,
                 stack,
                 emulator,
+                backend,
             }),
             Err(source) => Err(LocalError::Deploy {
                 source,
