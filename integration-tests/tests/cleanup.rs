@@ -12,6 +12,11 @@ use pipeline_emulator::EmulatorOptions;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_of_killed_runs_and_failed_tests_are_removed() {
+    killed_run_emulator_is_removed_when_the_next_run_starts().await;
+    failing_test_removes_its_emulator_while_unwinding().await;
+}
+
 async fn killed_run_emulator_is_removed_when_the_next_run_starts() {
     // The victim: another process that starts an emulator and is then SIGKILLed.
     let mut victim = Command::new(env!("CARGO_BIN_EXE_emulator-victim"))
@@ -109,4 +114,43 @@ fn answers(endpoint: &str) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// Runs after the sweep above (in the same test: the sweep runs once per process, at its
+/// first emulator start, and must find the victim's orphan).
+async fn failing_test_removes_its_emulator_while_unwinding() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (backend, _) = Settings::from_env()
+                .choose(pipeline_emulator::container::probe)
+                .unwrap();
+            let emulator = RunningEmulator::start(&backend, EmulatorOptions::default(), "failing")
+                .await
+                .unwrap();
+            let report = match &emulator {
+                RunningEmulator::Process(p) => {
+                    serde_json::json!({"pid": p.pid(), "endpoint": p.endpoint()})
+                }
+                RunningEmulator::Container(c) => {
+                    serde_json::json!({"id": c.id(), "endpoint": c.endpoint()})
+                }
+            };
+            tx.send(report).unwrap();
+            panic!("a test failing while its emulator runs");
+        })
+    })
+    .join();
+    assert!(failed.is_err(), "the simulated test should have failed");
+    let report = rx.recv().unwrap();
+    let orphan = Orphan::from_report(&report).unwrap();
+    assert!(
+        !orphan.is_running(),
+        "a failed test left its emulator running: {report}"
+    );
+    assert!(!answers(report["endpoint"].as_str().unwrap()));
 }
