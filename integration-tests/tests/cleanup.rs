@@ -2,6 +2,9 @@
 //! container outlives its client). The next run must remove it when it starts, and must
 //! leave alone emulators whose owner is alive. Runs on whichever backend is selected.
 
+// A test file: its helpers fail by panicking, like the test they belong to.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
