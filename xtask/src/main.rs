@@ -3,6 +3,7 @@
 mod asl;
 mod lint;
 mod package;
+mod security;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
