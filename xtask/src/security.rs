@@ -29,7 +29,11 @@ const LOGS: &str = "arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{stack
 
 /// (function, role, grants). A grant's resource may end in `<fn>` for "this function's
 /// own log group".
-type Expected = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 const OWN_LOGS: [(&str, &str); 2] = [
     ("logs:CreateLogStream", "<own log group>"),
@@ -365,7 +369,11 @@ fn sid(statement: &Value) -> String {
 }
 
 /// (action, resource) pairs a role's inline policies allow.
-fn grants(template: &Template, role: &str, problems: &mut Vec<String>) -> BTreeSet<(String, String)> {
+fn grants(
+    template: &Template,
+    role: &str,
+    problems: &mut Vec<String>,
+) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     let policies = template
         .property(role, &["Policies"])
@@ -394,7 +402,9 @@ fn grants(template: &Template, role: &str, problems: &mut Vec<String>) -> BTreeS
             }
             for resource in &resources {
                 if resource == "*" {
-                    problems.push(format!("{label} allows its actions on every resource (`*`)"));
+                    problems.push(format!(
+                        "{label} allows its actions on every resource (`*`)"
+                    ));
                 }
             }
             for action in &actions {
@@ -416,7 +426,10 @@ fn check_roles(template: &Template, problems: &mut Vec<String>) {
             "{id} is a separate IAM policy: keep each role's grants inline in the role, where these checks and the reviewed table see them"
         ));
     }
-    let roles: Vec<&str> = template.of_type("AWS::IAM::Role").map(|(id, _)| id).collect();
+    let roles: Vec<&str> = template
+        .of_type("AWS::IAM::Role")
+        .map(|(id, _)| id)
+        .collect();
     let mut all_grants = BTreeMap::new();
     for role in &roles {
         if let Some(managed) = template
@@ -575,7 +588,10 @@ fn check_buckets(template: &Template, problems: &mut Vec<String>) {
         }
 
         let algorithms: Vec<String> = template
-            .property(id, &["BucketEncryption", "ServerSideEncryptionConfiguration"])
+            .property(
+                id,
+                &["BucketEncryption", "ServerSideEncryptionConfiguration"],
+            )
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -607,9 +623,13 @@ fn check_buckets(template: &Template, problems: &mut Vec<String>) {
             .map(|(_, p)| *p)
             .collect();
         let tls_only = own.iter().any(|policy| {
-            statements(policy.get("Properties").and_then(|p| p.get("PolicyDocument")))
-                .into_iter()
-                .any(|s| denies_plain_http(template, s, &arn))
+            statements(
+                policy
+                    .get("Properties")
+                    .and_then(|p| p.get("PolicyDocument")),
+            )
+            .into_iter()
+            .any(|s| denies_plain_http(template, s, &arn))
         });
         if !tls_only {
             problems.push(format!(
@@ -617,9 +637,11 @@ fn check_buckets(template: &Template, problems: &mut Vec<String>) {
             ));
         }
         for policy in own {
-            for statement in
-                statements(policy.get("Properties").and_then(|p| p.get("PolicyDocument")))
-            {
+            for statement in statements(
+                policy
+                    .get("Properties")
+                    .and_then(|p| p.get("PolicyDocument")),
+            ) {
                 if is_allow(statement) && is_everyone(statement.get("Principal")) {
                     problems.push(format!(
                         "bucket {id}: its policy allows everyone{}",
@@ -683,7 +705,10 @@ fn check_invoke_permissions(template: &Template, problems: &mut Vec<String>) {
             .property(id, &["Principal"])
             .map(|p| template.render(p))
             .unwrap_or_default();
-        match template.property(id, &["SourceArn"]).map(|a| template.render(a)) {
+        match template
+            .property(id, &["SourceArn"])
+            .map(|a| template.render(a))
+        {
             Some(arn) if principal == "s3.amazonaws.com" && !buckets.contains(&arn) => problems
                 .push(format!(
                     "{id}: SourceArn {arn} is not a bucket of this template"
@@ -754,10 +779,7 @@ mod tests {
 
     #[test]
     fn security_wildcard_states_action_is_reported() {
-        let text = mutated(
-            "Action: states:StartExecution",
-            "Action: \"states:*\"",
-        );
+        let text = mutated("Action: states:StartExecution", "Action: \"states:*\"");
         assert_reported(&text, &["IngestRole", "wildcard action `states:*`"]);
     }
 
@@ -790,7 +812,12 @@ mod tests {
         );
         assert_reported(
             &text,
-            &["InspectRole", "s3:GetObject", "-output-", "not in its reviewed grants"],
+            &[
+                "InspectRole",
+                "s3:GetObject",
+                "-output-",
+                "not in its reviewed grants",
+            ],
         );
     }
 
@@ -810,7 +837,10 @@ mod tests {
             "- !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"",
             "- !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"\n                  - !Sub \"${OutputBucket.Arn}/thumbnails/*\"",
         );
-        assert_reported(&text, &["QuarantineRole", "outside the output prefix quarantine/"]);
+        assert_reported(
+            &text,
+            &["QuarantineRole", "outside the output prefix quarantine/"],
+        );
     }
 
     #[test]
@@ -822,7 +852,10 @@ mod tests {
         let start = text.find(from).expect("load function");
         let (head, tail) = text.split_at(start);
         let tail = tail.replacen("MANIFESTS_PREFIX: manifests/", "MANIFESTS_PREFIX: meta/", 1);
-        assert_reported(&format!("{head}{tail}"), &["LoadRole", "outside the output prefix meta/"]);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["LoadRole", "outside the output prefix meta/"],
+        );
     }
 
     #[test]
@@ -836,7 +869,10 @@ mod tests {
 
     #[test]
     fn security_function_using_another_role_is_reported() {
-        let text = mutated("Role: !GetAtt LoadRole.Arn", "Role: !GetAtt QuarantineRole.Arn");
+        let text = mutated(
+            "Role: !GetAtt LoadRole.Arn",
+            "Role: !GetAtt QuarantineRole.Arn",
+        );
         assert_reported(&text, &["LoadFunction runs as QuarantineRole"]);
     }
 
@@ -846,7 +882,10 @@ mod tests {
             "                  - !GetAtt QuarantineFunction.Arn\n\n",
             "                  - !GetAtt QuarantineFunction.Arn\n                  - !GetAtt IngestFunction.Arn\n\n",
         );
-        assert_reported(&text, &["StateMachineRole", "lambda:InvokeFunction", "-ingest"]);
+        assert_reported(
+            &text,
+            &["StateMachineRole", "lambda:InvokeFunction", "-ingest"],
+        );
     }
 
     #[test]
@@ -864,7 +903,10 @@ mod tests {
             "SourceArn: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}\"",
             "SourceArn: \"arn:aws:s3:::someone-elses-bucket\"",
         );
-        assert_reported(&text, &["IngestInvokePermission", "not a bucket of this template"]);
+        assert_reported(
+            &text,
+            &["IngestInvokePermission", "not a bucket of this template"],
+        );
     }
 
     #[test]
@@ -901,12 +943,17 @@ mod tests {
     #[test]
     fn security_bucket_without_encryption_is_reported() {
         let text = template();
-        let start = text.find("  OutputBucket:\n    Type: AWS::S3::Bucket").expect("bucket");
+        let start = text
+            .find("  OutputBucket:\n    Type: AWS::S3::Bucket")
+            .expect("bucket");
         let (head, tail) = text.split_at(start);
         let block = "      BucketEncryption:\n        ServerSideEncryptionConfiguration:\n          - ServerSideEncryptionByDefault:\n              SSEAlgorithm: AES256\n";
         assert!(tail.contains(block));
         let tail = tail.replacen(block, "", 1);
-        assert_reported(&format!("{head}{tail}"), &["bucket OutputBucket has no default encryption"]);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["bucket OutputBucket has no default encryption"],
+        );
     }
 
     #[test]
@@ -932,7 +979,10 @@ mod tests {
             "aws:SecureTransport: \"true\"",
             1,
         );
-        assert_reported(&format!("{head}{tail}"), &["bucket OutputBucket has no TLS-only policy"]);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["bucket OutputBucket has no TLS-only policy"],
+        );
     }
 
     #[test]
@@ -941,7 +991,10 @@ mod tests {
         let start = text.find("  OutputBucketPolicy:").expect("policy");
         let (head, tail) = text.split_at(start);
         let tail = tail.replacen("              - !GetAtt OutputBucket.Arn\n", "", 1);
-        assert_reported(&format!("{head}{tail}"), &["bucket OutputBucket has no TLS-only policy"]);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["bucket OutputBucket has no TLS-only policy"],
+        );
     }
 
     #[test]

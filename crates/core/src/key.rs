@@ -198,7 +198,10 @@ mod tests {
         let raw = "k".repeat(MAX_KEY_BYTES + 1);
         check(&raw, Err(KeyError::TooLong { bytes: 1025 }));
         // The limit is on the decoded bytes: 342 escaped 3-byte characters are 1,026 bytes.
-        check(&"%E2%82%AC".repeat(342), Err(KeyError::TooLong { bytes: 1026 }));
+        check(
+            &"%E2%82%AC".repeat(342),
+            Err(KeyError::TooLong { bytes: 1026 }),
+        );
         check(&"%E2%82%AC".repeat(341), Ok(&"€".repeat(341)));
         assert_eq!(
             ObjectKey::from_decoded(raw),

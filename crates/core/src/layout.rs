@@ -157,7 +157,10 @@ mod tests {
     /// Every output key of `source`, with the prefix it must stay under.
     fn derived(l: &OutputLayout, source: &ObjectKey) -> Vec<(String, String)> {
         vec![
-            (l.thumbnails_prefix.clone(), l.thumbnail_key(source, 256, "jpg")),
+            (
+                l.thumbnails_prefix.clone(),
+                l.thumbnail_key(source, 256, "jpg"),
+            ),
             (l.manifests_prefix.clone(), l.manifest_key(source)),
             (
                 format!("{}objects/", l.quarantine_prefix),
@@ -219,7 +222,10 @@ mod tests {
                     normalised(&out).starts_with(prefix.trim_end_matches('/')),
                     "{raw:?} -> {out:?} escapes {prefix} once normalised"
                 );
-                assert!(out[prefix.len()..].starts_with(UNSAFE_KEYS_DIR), "{raw:?} -> {out:?}");
+                assert!(
+                    out[prefix.len()..].starts_with(UNSAFE_KEYS_DIR),
+                    "{raw:?} -> {out:?}"
+                );
                 assert!(!out.chars().any(|c| c.is_control() || c == '\\'), "{out:?}");
                 assert!(out.len() <= MAX_KEY_BYTES);
             }

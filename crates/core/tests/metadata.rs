@@ -65,7 +65,12 @@ fn jpeg_with_exif(exif: Vec<u8>) -> Vec<u8> {
     let mut encoder = JpegEncoder::new_with_quality(&mut out, 90);
     encoder.set_exif_metadata(exif).unwrap();
     encoder
-        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
         .unwrap();
     out
 }
@@ -90,7 +95,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -117,14 +126,23 @@ fn header_markers(jpeg: &[u8]) -> Vec<u8> {
 fn assert_no_metadata(thumbnail: &[u8], what: &str) {
     let markers = header_markers(thumbnail);
     assert!(markers.contains(&0xDA), "{what}: no scan in {markers:02X?}");
-    assert!(!markers.contains(&0xE1), "{what}: APP1 (EXIF/XMP) in {markers:02X?}");
+    assert!(
+        !markers.contains(&0xE1),
+        "{what}: APP1 (EXIF/XMP) in {markers:02X?}"
+    );
     assert!(
         markers.iter().all(|m| !(0xE1..=0xEF).contains(m)),
         "{what}: an APPn other than JFIF in {markers:02X?}"
     );
-    assert!(!thumbnail.windows(6).any(|w| w == b"Exif\0\0"), "{what}: Exif bytes");
+    assert!(
+        !thumbnail.windows(6).any(|w| w == b"Exif\0\0"),
+        "{what}: Exif bytes"
+    );
     let lat = latitude_bytes();
-    assert!(!thumbnail.windows(lat.len()).any(|w| w == lat), "{what}: GPS latitude bytes");
+    assert!(
+        !thumbnail.windows(lat.len()).any(|w| w == lat),
+        "{what}: GPS latitude bytes"
+    );
 }
 
 fn spec() -> TransformSpec {
@@ -139,8 +157,13 @@ fn render_thumbnails_jpeg_with_exif_gps_outputs_carry_no_exif_or_gps() {
     let jpeg = jpeg_with_exif(exif_with_gps());
     // The fixture really carries the metadata, in an APP1 segment a decoder reads.
     assert!(header_markers(&jpeg).contains(&0xE1));
-    assert!(jpeg.windows(latitude_bytes().len()).any(|w| w == latitude_bytes()));
-    assert_eq!(read_header(&jpeg, ImageFormat::Jpeg).unwrap().orientation, 6);
+    assert!(jpeg
+        .windows(latitude_bytes().len())
+        .any(|w| w == latitude_bytes()));
+    assert_eq!(
+        read_header(&jpeg, ImageFormat::Jpeg).unwrap().orientation,
+        6
+    );
 
     let thumbs = render_thumbnails(&jpeg, ImageFormat::Jpeg, &spec()).unwrap();
     assert_eq!(thumbs.len(), 2);
