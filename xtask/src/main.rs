@@ -1,6 +1,7 @@
-//! Project automation, run as `cargo xtask <command>`: package, lint, demo, test.
+//! Project automation, run as `cargo xtask <command>`: package, lint, demo, test, fuzz.
 
 mod asl;
+mod fuzz;
 mod lint;
 mod package;
 mod security;
@@ -17,7 +18,11 @@ commands:
   lint               check the state machine (own checks + statelint) and the template (cfn-lint)
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
-  test               package, lint, then run every unit and end-to-end test";
+  test               package, lint, then run every unit and end-to-end test
+  fuzz [--target NAME] [--seconds N]
+                     run the cargo-fuzz targets in fuzz/ (key_decode, event_plan,
+                     render_thumbnails) for N seconds each (default 60), print the runs
+                     of each, fail on any crash";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,6 +32,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "package" => package::run(&root).map(|_| ()),
         "lint" => lint::run(&root),
+        "fuzz" => fuzz::run(&root, &rest),
         "demo" => {
             package::run(&root)?;
             let artifacts = package::artifacts_dir(&root);
