@@ -12,6 +12,8 @@ use pipeline_emulator::local::{LocalPipeline, RepoPaths};
 use pipeline_emulator::EmulatorOptions;
 use serde_json::Value;
 
+pub mod hostile;
+
 /// How long a test waits for its executions.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -25,6 +27,14 @@ pub struct TestPipeline {
 impl TestPipeline {
     /// Starts an emulator and deploys the stack under `stack_name` (unique per test).
     pub async fn start(stack_name: &str) -> Result<Self> {
+        Self::start_with_parameters(stack_name, Vec::new()).await
+    }
+
+    /// [`Self::start`] with template parameters (e.g. `("MaxObjectBytes", "1048576")`).
+    pub async fn start_with_parameters(
+        stack_name: &str,
+        parameters: Vec<(String, String)>,
+    ) -> Result<Self> {
         let paths = RepoPaths::from_workspace();
         for f in pipeline_aws::deploy::FUNCTIONS {
             let zip = paths.artifacts.join(format!("{f}.zip"));
@@ -41,7 +51,7 @@ impl TestPipeline {
             extra_env: vec![("SFN_WAIT_SCALE".into(), "0".into())],
             ..EmulatorOptions::default()
         };
-        let local = LocalPipeline::start(stack_name, &paths, Vec::new(), options)
+        let local = LocalPipeline::start(stack_name, &paths, parameters, options)
             .await
             .context("starting the pipeline on the emulator")?;
         announce(&format!(

@@ -1,4 +1,5 @@
-//! `cargo xtask lint`: the project's own definition checks, statelint and cfn-lint.
+//! `cargo xtask lint`: the project's own definition checks, statelint, the template's
+//! security rules and cfn-lint.
 //!
 //! The two Python linters live in a project-local venv (`.pipeline/venv-lint`) with
 //! pinned versions; a marker file holding the pins makes the set-up idempotent, and a
@@ -12,6 +13,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::asl;
+use crate::security;
 
 /// The linter venv, relative to the workspace root (ignored by git).
 const VENV_DIR: &str = ".pipeline/venv-lint";
@@ -87,6 +89,27 @@ pub fn run(workspace_root: &Path) -> Result<()> {
         None => {
             println!("  skipped: the definition or template could not be read");
             failures.push("statelint: skipped, see the own checks".to_owned());
+        }
+    }
+
+    println!(
+        "lint: security rules on {} (roles, buckets, invoke permission)",
+        asl::TEMPLATE_PATH
+    );
+    match security::check_workspace(workspace_root) {
+        Ok(problems) if problems.is_empty() => println!("  ok"),
+        Ok(problems) => {
+            println!("  FAILED ({} problem(s), listed below)", problems.len());
+            let report = problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            failures.push(format!("security rules:\n{report}"));
+        }
+        Err(error) => {
+            println!("  FAILED (listed below)");
+            failures.push(format!("security rules: {error:#}"));
         }
     }
 

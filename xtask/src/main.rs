@@ -1,9 +1,12 @@
-//! Project automation, run as `cargo xtask <command>`: package, lint, demo, test.
+//! Project automation, run as `cargo xtask <command>`: package, lint, demo, load, test,
+//! emulator-image, fuzz.
 
 mod asl;
 mod emulator_image;
+mod fuzz;
 mod lint;
 mod package;
+mod security;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +27,11 @@ commands:
                      (emulator backend from PIPELINE_EMULATOR: container|process|localstack|auto)
   emulator-image [--tag T] [--mirror URL] [--force]
                      build the MiniStack container image from Debian packages (debootstrap,
-                     then pip in a chroot) and import it into Docker; skips if the tag exists";
+                     then pip in a chroot) and import it into Docker; skips if the tag exists
+  fuzz [--target NAME] [--seconds N]
+                     run the cargo-fuzz targets in fuzz/ (key_decode, event_plan,
+                     render_thumbnails) for N seconds each (default 60), print the runs
+                     of each, fail on any crash";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -34,6 +41,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "package" => package::run(&root).map(|_| ()),
         "lint" => lint::run(&root),
+        "fuzz" => fuzz::run(&root, &rest),
         "demo" | "load" => {
             package::run(&root)?;
             let artifacts = package::artifacts_dir(&root);

@@ -67,9 +67,7 @@ pub fn read_header(bytes: &[u8], format: ImageFormat) -> Result<ImageHeader, Pip
     check_complete(bytes, format)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image_crate());
     reader.no_limits();
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(PipelineError::invalid_image)?;
+    let mut decoder = reader.into_decoder().map_err(header_error)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(PipelineError::invalid_image(format!(
@@ -82,6 +80,17 @@ pub fn read_header(bytes: &[u8], format: ImageFormat) -> Result<ImageHeader, Pip
         height,
         orientation,
     })
+}
+
+/// A decoder refusing a header for its size (the PNG decoder has a memory limit of its own
+/// even without ours) is `TooLarge`, like every other size limit; the rest is `InvalidImage`.
+fn header_error(e: image::ImageError) -> PipelineError {
+    match e {
+        image::ImageError::Limits(l) => PipelineError::TooLarge {
+            detail: format!("the declared image is larger than the decoder allows ({l})"),
+        },
+        other => PipelineError::invalid_image(other),
+    }
 }
 
 fn orientation_code(o: image::metadata::Orientation) -> u8 {
@@ -244,6 +253,39 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn read_header_png_declaring_2_pow_31_pixels_a_side_is_too_large() {
+        // The PNG decoder refuses this header with its own memory limit: a size limit,
+        // so TooLarge like the others, not InvalidImage.
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = 0xFFFF_FFFFu32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let small = encode(&gradient(8, 8), ImageFormat::Png);
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
+        ihdr.extend_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let crc = crc32(&ihdr);
+        let mut png = small[..8].to_vec();
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc.to_be_bytes());
+        png.extend_from_slice(&small[33..]);
+        let err = read_header(&png, ImageFormat::Png).unwrap_err();
+        assert_eq!(err.name(), "TooLarge", "{err}");
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub enum KeyError {
     InvalidUtf8 { position: usize },
     #[error("the key is empty")]
     Empty,
+    #[error("the key is {bytes} bytes long; S3 keys are at most {MAX_KEY_BYTES}")]
+    TooLong { bytes: usize },
 }
 
 /// A decoded S3 object key, exactly as stored in the bucket.
@@ -55,11 +57,10 @@ impl ObjectKey {
                 }
             }
         }
-        String::from_utf8(bytes)
-            .map(ObjectKey)
-            .map_err(|e| KeyError::InvalidUtf8 {
-                position: e.utf8_error().valid_up_to(),
-            })
+        let key = String::from_utf8(bytes).map_err(|e| KeyError::InvalidUtf8 {
+            position: e.utf8_error().valid_up_to(),
+        })?;
+        Self::from_decoded(key)
     }
 
     /// Wraps a key that is already decoded (from a listing, a state payload, a CLI argument).
@@ -67,6 +68,9 @@ impl ObjectKey {
         let key = key.into();
         if key.is_empty() {
             return Err(KeyError::Empty);
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(KeyError::TooLong { bytes: key.len() });
         }
         Ok(ObjectKey(key))
     }
@@ -187,6 +191,31 @@ mod tests {
         let key = ObjectKey::from_decoded(raw.clone()).unwrap();
         let encoded = key.encode_for_event();
         check(&encoded, Ok(&raw));
+    }
+
+    #[test]
+    fn decode_key_1025_bytes_is_too_long() {
+        let raw = "k".repeat(MAX_KEY_BYTES + 1);
+        check(&raw, Err(KeyError::TooLong { bytes: 1025 }));
+        // The limit is on the decoded bytes: 342 escaped 3-byte characters are 1,026 bytes.
+        check(
+            &"%E2%82%AC".repeat(342),
+            Err(KeyError::TooLong { bytes: 1026 }),
+        );
+        check(&"%E2%82%AC".repeat(341), Ok(&"€".repeat(341)));
+        assert_eq!(
+            ObjectKey::from_decoded(raw),
+            Err(KeyError::TooLong { bytes: 1025 })
+        );
+    }
+
+    #[test]
+    fn decode_key_hostile_but_legal_keys_decode_exactly() {
+        check("..%2F..%2Fetc%2Fpasswd", Ok("../../etc/passwd"));
+        check("%2Fabs.jpg", Ok("/abs.jpg"));
+        check("a%5Cb.jpg", Ok("a\\b.jpg"));
+        check("ctl%0A%00%1B.jpg", Ok("ctl\n\0\u{1b}.jpg"));
+        check("./x.jpg", Ok("./x.jpg"));
     }
 
     #[test]

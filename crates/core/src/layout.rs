@@ -3,6 +3,13 @@
 //! Output keys mirror the source key so a user finds `thumbnails/<key>/256.jpg` next to
 //! `manifests/<key>.json`. S3 keys are limited to 1,024 bytes, so a source key too long
 //! for its prefix and suffix is replaced by `_long/<sha256 of the key>`.
+//!
+//! Any byte string is a legal S3 key, including `../x`, `/x`, `a\b` and control
+//! characters. Mirrored as they are, such keys would leave their prefix for any consumer
+//! that normalises paths (an HTTP stack, a sync to a file system, a Windows tool), so a key
+//! that is not [`is_mirrorable`] is replaced by `_unsafe/<sha256 of the key>`. Source keys
+//! that themselves start with `_long/` or `_unsafe/` are hashed too, so the hashed names
+//! cannot be forged by an upload and no two source keys share an output key.
 
 use sha2::{Digest, Sha256};
 
@@ -69,14 +76,37 @@ impl OutputLayout {
     }
 }
 
+/// Where hashed key parts go: keys too long to mirror, and keys unsafe to mirror.
+pub const LONG_KEYS_DIR: &str = "_long/";
+pub const UNSAFE_KEYS_DIR: &str = "_unsafe/";
+
+/// Whether a source key can be used as it is inside an output key: no empty, `.` or `..`
+/// path segment (so no leading `/` and no `//`), no backslash, no control character, and
+/// not under one of the directories that hold hashed keys.
+pub fn is_mirrorable(key: &str) -> bool {
+    !key.starts_with(LONG_KEYS_DIR)
+        && !key.starts_with(UNSAFE_KEYS_DIR)
+        && !key
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        && !key.chars().any(|c| c == '\\' || c.is_control())
+}
+
 fn derived_key(prefix: &str, source: &ObjectKey, suffix: &str) -> String {
+    if !is_mirrorable(source.as_str()) {
+        return hashed_key(prefix, UNSAFE_KEYS_DIR, source, suffix);
+    }
     let readable = format!("{prefix}{source}{suffix}");
     if readable.len() <= MAX_KEY_BYTES {
         return readable;
     }
+    hashed_key(prefix, LONG_KEYS_DIR, source, suffix)
+}
+
+fn hashed_key(prefix: &str, dir: &str, source: &ObjectKey, suffix: &str) -> String {
     let digest = Sha256::digest(source.as_str().as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_long/{hex}{suffix}")
+    format!("{prefix}{dir}{hex}{suffix}")
 }
 
 #[cfg(test)]
@@ -122,6 +152,118 @@ mod tests {
         // Distinct long keys stay distinct.
         let k2 = key(&"y".repeat(MAX_KEY_BYTES));
         assert_ne!(l.manifest_key(&k), l.manifest_key(&k2));
+    }
+
+    /// Every output key of `source`, with the prefix it must stay under.
+    fn derived(l: &OutputLayout, source: &ObjectKey) -> Vec<(String, String)> {
+        vec![
+            (
+                l.thumbnails_prefix.clone(),
+                l.thumbnail_key(source, 256, "jpg"),
+            ),
+            (l.manifests_prefix.clone(), l.manifest_key(source)),
+            (
+                format!("{}objects/", l.quarantine_prefix),
+                l.quarantine_object_key(source),
+            ),
+            (
+                format!("{}reports/", l.quarantine_prefix),
+                l.quarantine_report_key(source),
+            ),
+        ]
+    }
+
+    /// What a path-normalising consumer would see: `.`/`..` resolved, `\` as `/`.
+    fn normalised(key: &str) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        let key = key.replace('\\', "/");
+        for segment in key.split('/') {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s),
+            }
+        }
+        out.join("/")
+    }
+
+    #[test]
+    fn layout_hostile_keys_never_escape_their_prefix() {
+        let l = OutputLayout::new("out");
+        let hostile = [
+            "../../etc/passwd",
+            "..",
+            "./x.jpg",
+            "a/../../b.jpg",
+            "a/./b.jpg",
+            "/abs.jpg",
+            "//double.jpg",
+            "a//b.jpg",
+            "..\\..\\win.jpg",
+            "dir\\x.jpg",
+            "line\nbreak.jpg",
+            "tab\t.jpg",
+            "nul\0.jpg",
+            "esc\u{1b}[31m.jpg",
+            "del\u{7f}.jpg",
+            "c1\u{85}.jpg",
+            "ends/with/..",
+            "_long/0123abcd",
+            "_unsafe/0123abcd",
+        ];
+        for raw in hostile {
+            let k = key(raw);
+            assert!(!is_mirrorable(raw), "{raw:?} must not be mirrored");
+            for (prefix, out) in derived(&l, &k) {
+                assert!(out.starts_with(&prefix), "{raw:?} -> {out:?}");
+                assert!(
+                    normalised(&out).starts_with(prefix.trim_end_matches('/')),
+                    "{raw:?} -> {out:?} escapes {prefix} once normalised"
+                );
+                assert!(
+                    out[prefix.len()..].starts_with(UNSAFE_KEYS_DIR),
+                    "{raw:?} -> {out:?}"
+                );
+                assert!(!out.chars().any(|c| c.is_control() || c == '\\'), "{out:?}");
+                assert!(out.len() <= MAX_KEY_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn layout_ordinary_keys_are_mirrored_unchanged() {
+        let l = OutputLayout::new("out");
+        for raw in [
+            "a.jpg",
+            "photos/2026/My Photo.jpg",
+            "100% real.jpg",
+            "a+b=c.jpg",
+            "日本/ünïcödé 写真.jpg",
+            "...jpg",
+            "a..b/c.jpg",
+            "x/_long/y.jpg",
+        ] {
+            assert!(is_mirrorable(raw), "{raw:?}");
+            assert_eq!(l.manifest_key(&key(raw)), format!("manifests/{raw}.json"));
+        }
+    }
+
+    #[test]
+    fn layout_distinct_keys_get_distinct_outputs_even_when_hashed() {
+        let l = OutputLayout::new("out");
+        let long = "x".repeat(MAX_KEY_BYTES);
+        let hashed_long = l.manifest_key(&key(&long));
+        // An upload named like the hashed output of another key gets its own hashed name.
+        let forged = hashed_long
+            .trim_start_matches("manifests/")
+            .trim_end_matches(".json")
+            .to_string();
+        let keys = [long.as_str(), forged.as_str(), "../a", "a", "/a", "a/"];
+        let outputs: std::collections::BTreeSet<String> =
+            keys.iter().map(|k| l.manifest_key(&key(k))).collect();
+        assert_eq!(outputs.len(), keys.len(), "{outputs:#?}");
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub fn decode_oriented(
             spec.max_pixels,
         ));
     }
+    // `DynamicImage::from_decoder` allocates the whole output buffer without consulting
+    // `Limits`, so the allocation limit is enforced here, before that buffer exists.
+    if decoder.total_bytes() > spec.max_alloc_bytes {
+        return Err(PipelineError::too_large(
+            "decoded size in bytes",
+            decoder.total_bytes(),
+            spec.max_alloc_bytes,
+        ));
+    }
     let orientation = decoder.orientation().ok();
     let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
     if let Some(o) = orientation {

@@ -1,0 +1,1013 @@
+//! Security rules over `infra/template.yaml`: least-privilege roles, Block Public Access,
+//! encryption and TLS-only policies on every bucket, a scoped invoke permission.
+//!
+//! MiniStack enforces neither IAM nor bucket policies, so none of this can be observed in
+//! the end-to-end tests; it is checked statically instead, by `cargo xtask lint` and by the
+//! tests below, each of which mutates a copy of the real template and expects the rule to
+//! report it. The checks are pure functions over the parsed template and return one
+//! sentence per problem (empty = fine).
+//!
+//! Names and ARNs are compared after rendering: `!Sub`, `!Ref` and `!GetAtt` are resolved
+//! against the template's own resources, with `{stack}`, `{account}` and `{region}` for the
+//! pseudo parameters, so `!Sub "${OutputBucket.Arn}/manifests/*"` and a literal
+//! `arn:aws:s3:::{stack}-output-{account}/manifests/*` are the same grant.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+
+use crate::asl::TEMPLATE_PATH;
+
+/// The reviewed policy: every function's role and exactly the grants it holds, as
+/// (action, rendered resource). A grant added to or removed from the template fails the
+/// check until this table (and the IAM table in `infra/README.md`) says so too.
+const INPUT_BUCKET: &str = "arn:aws:s3:::{stack}-input-{account}";
+const INPUT_OBJECTS: &str = "arn:aws:s3:::{stack}-input-{account}/*";
+const LOGS: &str = "arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{stack}-";
+
+/// (function, role, grants). A grant's resource may end in `<fn>` for "this function's
+/// own log group".
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const OWN_LOGS: [(&str, &str); 2] = [
+    ("logs:CreateLogStream", "<own log group>"),
+    ("logs:PutLogEvents", "<own log group>"),
+];
+
+const EXPECTED_ROLES: [Expected; 5] = [
+    (
+        "IngestFunction",
+        "IngestRole",
+        &[(
+            "states:StartExecution",
+            "arn:aws:states:{region}:{account}:stateMachine:{stack}-pipeline",
+        )],
+    ),
+    (
+        "InspectFunction",
+        "InspectRole",
+        &[
+            ("s3:GetObject", INPUT_OBJECTS),
+            ("s3:GetObjectVersion", INPUT_OBJECTS),
+            ("s3:ListBucket", INPUT_BUCKET),
+        ],
+    ),
+    (
+        "TransformFunction",
+        "TransformRole",
+        &[
+            ("s3:GetObject", INPUT_OBJECTS),
+            ("s3:GetObjectVersion", INPUT_OBJECTS),
+            ("s3:ListBucket", INPUT_BUCKET),
+            (
+                "s3:PutObject",
+                "arn:aws:s3:::{stack}-output-{account}/thumbnails/*",
+            ),
+        ],
+    ),
+    (
+        "LoadFunction",
+        "LoadRole",
+        &[(
+            "s3:PutObject",
+            "arn:aws:s3:::{stack}-output-{account}/manifests/*",
+        )],
+    ),
+    (
+        "QuarantineFunction",
+        "QuarantineRole",
+        &[
+            ("s3:GetObject", INPUT_OBJECTS),
+            ("s3:GetObjectVersion", INPUT_OBJECTS),
+            ("s3:ListBucket", INPUT_BUCKET),
+            (
+                "s3:PutObject",
+                "arn:aws:s3:::{stack}-output-{account}/quarantine/objects/*",
+            ),
+            (
+                "s3:PutObject",
+                "arn:aws:s3:::{stack}-output-{account}/quarantine/reports/*",
+            ),
+        ],
+    ),
+];
+
+/// The state machine's role may invoke exactly the four ETL functions.
+const STATE_MACHINE_ROLE: &str = "StateMachineRole";
+const STATE_MACHINE_INVOKES: [&str; 4] = [
+    "InspectFunction",
+    "TransformFunction",
+    "LoadFunction",
+    "QuarantineFunction",
+];
+
+/// Which environment variable names the prefix each writing function may write under.
+const WRITE_PREFIX_VARIABLES: [(&str, &str); 3] = [
+    ("TransformFunction", "THUMBNAILS_PREFIX"),
+    ("LoadFunction", "MANIFESTS_PREFIX"),
+    ("QuarantineFunction", "QUARANTINE_PREFIX"),
+];
+
+/// S3 actions that create, replace or remove objects.
+const S3_WRITE_ACTIONS: [&str; 4] = [
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:RestoreObject",
+];
+
+/// Reads the template of the workspace at `root` and checks it.
+pub fn check_workspace(root: &Path) -> Result<Vec<String>> {
+    let path = root.join(TEMPLATE_PATH);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    check(&text)
+}
+
+/// Every security problem in the template text.
+pub fn check(template_text: &str) -> Result<Vec<String>> {
+    let template = Template::parse(template_text)?;
+    let mut problems = Vec::new();
+    check_roles(&template, &mut problems);
+    check_buckets(&template, &mut problems);
+    check_invoke_permissions(&template, &mut problems);
+    Ok(problems)
+}
+
+/// The template in CloudFormation's long JSON form (short tags expanded).
+pub struct Template {
+    resources: Map<String, Value>,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self> {
+        let yaml: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).context("parsing the template as YAML")?;
+        let json = long_form(yaml)?;
+        let Some(resources) = json.get("Resources").and_then(Value::as_object).cloned() else {
+            bail!("the template has no Resources mapping");
+        };
+        Ok(Template { resources })
+    }
+
+    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+        self.resources
+            .iter()
+            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+            .map(|(id, r)| (id.as_str(), r))
+    }
+
+    fn property<'a>(&'a self, id: &str, path: &[&str]) -> Option<&'a Value> {
+        let mut v = self.resources.get(id)?.get("Properties")?;
+        for p in path {
+            v = v.get(*p)?;
+        }
+        Some(v)
+    }
+
+    fn kind(&self, id: &str) -> Option<&str> {
+        self.resources.get(id)?.get("Type")?.as_str()
+    }
+
+    /// The physical name a resource gets, from its name property.
+    fn name(&self, id: &str) -> String {
+        let property = match self.kind(id) {
+            Some("AWS::S3::Bucket") => "BucketName",
+            Some("AWS::Lambda::Function") => "FunctionName",
+            Some("AWS::Logs::LogGroup") => "LogGroupName",
+            Some("AWS::StepFunctions::StateMachine") => "StateMachineName",
+            _ => "",
+        };
+        match self.property(id, &[property]) {
+            Some(v) => self.render(v),
+            None => format!("<name of {id}>"),
+        }
+    }
+
+    fn arn(&self, id: &str) -> String {
+        let name = self.name(id);
+        match self.kind(id) {
+            Some("AWS::S3::Bucket") => format!("arn:aws:s3:::{name}"),
+            Some("AWS::Lambda::Function") => {
+                format!("arn:aws:lambda:{{region}}:{{account}}:function:{name}")
+            }
+            Some("AWS::Logs::LogGroup") => {
+                format!("arn:aws:logs:{{region}}:{{account}}:log-group:{name}:*")
+            }
+            Some("AWS::StepFunctions::StateMachine") => {
+                format!("arn:aws:states:{{region}}:{{account}}:stateMachine:{name}")
+            }
+            _ => format!("<arn of {id}>"),
+        }
+    }
+
+    fn reference(&self, name: &str) -> String {
+        match name {
+            "AWS::StackName" => "{stack}".into(),
+            "AWS::AccountId" => "{account}".into(),
+            "AWS::Region" => "{region}".into(),
+            "AWS::Partition" => "aws".into(),
+            "AWS::URLSuffix" => "amazonaws.com".into(),
+            _ => match self.kind(name) {
+                // Ref of a state machine is its ARN; of these others, the name.
+                Some("AWS::StepFunctions::StateMachine") => self.arn(name),
+                Some(_) => self.name(name),
+                None => format!("{{param:{name}}}"),
+            },
+        }
+    }
+
+    fn attribute(&self, id: &str, attribute: &str) -> String {
+        match attribute {
+            "Arn" => self.arn(id),
+            other => format!("<{id}.{other}>"),
+        }
+    }
+
+    /// A string value with `Fn::Sub`, `Ref` and `Fn::GetAtt` resolved.
+    fn render(&self, value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            Value::Object(o) if o.len() == 1 => {
+                if let Some(Value::String(name)) = o.get("Ref") {
+                    return self.reference(name);
+                }
+                if let Some(Value::Array(parts)) = o.get("Fn::GetAtt") {
+                    if let [Value::String(id), Value::String(attr)] = parts.as_slice() {
+                        return self.attribute(id, attr);
+                    }
+                }
+                if let Some(Value::String(text)) = o.get("Fn::Sub") {
+                    return self.substitute(text);
+                }
+                format!("<unresolved {value}>")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn substitute(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let inner = &after[..end];
+            match inner.split_once('.') {
+                Some((id, attr)) if !inner.starts_with("AWS::") => {
+                    out.push_str(&self.attribute(id, attr))
+                }
+                _ => out.push_str(&self.reference(inner)),
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The logical id a `Ref`/`GetAtt` value points at, if any.
+    fn target_id<'a>(&self, value: &'a Value) -> Option<&'a str> {
+        if let Some(r) = value.get("Ref").and_then(Value::as_str) {
+            return Some(r);
+        }
+        value
+            .get("Fn::GetAtt")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+    }
+}
+
+/// CloudFormation YAML to its long JSON form: `!Ref X` -> `{"Ref": X}`,
+/// `!GetAtt A.B` -> `{"Fn::GetAtt": [A, B]}`, `!Sub s` -> `{"Fn::Sub": s}`, ...
+fn long_form(value: serde_yaml_ng::Value) -> Result<Value> {
+    use serde_yaml_ng::Value as Y;
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n)?,
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(long_form)
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let Y::String(k) = k else {
+                    bail!("a mapping key is not a string: {k:?}");
+                };
+                out.insert(k, long_form(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let inner = long_form(tagged.value)?;
+            let (key, inner) = match tag {
+                "Ref" => ("Ref".to_owned(), inner),
+                "Condition" => ("Condition".to_owned(), inner),
+                "GetAtt" => {
+                    let inner = match inner {
+                        Value::String(s) => match s.split_once('.') {
+                            Some((id, attr)) => Value::Array(vec![id.into(), attr.into()]),
+                            None => Value::String(s),
+                        },
+                        other => other,
+                    };
+                    ("Fn::GetAtt".to_owned(), inner)
+                }
+                other => (format!("Fn::{other}"), inner),
+            };
+            let mut out = Map::new();
+            out.insert(key, inner);
+            Value::Object(out)
+        }
+    })
+}
+
+/// A string or a list of strings (`Action`, `Resource`), rendered.
+fn strings(template: &Template, value: Option<&Value>) -> Vec<String> {
+    match value {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.iter().map(|v| template.render(v)).collect(),
+        Some(v) => vec![template.render(v)],
+    }
+}
+
+fn statements(document: Option<&Value>) -> Vec<&Value> {
+    match document.and_then(|d| d.get("Statement")) {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(single) => vec![single],
+        None => Vec::new(),
+    }
+}
+
+fn is_allow(statement: &Value) -> bool {
+    statement.get("Effect").and_then(Value::as_str) == Some("Allow")
+}
+
+fn sid(statement: &Value) -> String {
+    statement
+        .get("Sid")
+        .and_then(Value::as_str)
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default()
+}
+
+/// (action, resource) pairs a role's inline policies allow.
+fn grants(
+    template: &Template,
+    role: &str,
+    problems: &mut Vec<String>,
+) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let policies = template
+        .property(role, &["Policies"])
+        .and_then(Value::as_array);
+    for policy in policies.into_iter().flatten() {
+        for statement in statements(policy.get("PolicyDocument")) {
+            let label = format!("role {role}{}", sid(statement));
+            for field in ["NotAction", "NotResource", "NotPrincipal"] {
+                if statement.get(field).is_some() {
+                    problems.push(format!(
+                        "{label} uses {field}: an exclusion list allows everything else"
+                    ));
+                }
+            }
+            if !is_allow(statement) {
+                continue;
+            }
+            let actions = strings(template, statement.get("Action"));
+            let resources = strings(template, statement.get("Resource"));
+            for action in &actions {
+                if action.contains('*') {
+                    problems.push(format!(
+                        "{label} allows the wildcard action `{action}`: name each action"
+                    ));
+                }
+            }
+            for resource in &resources {
+                if resource == "*" {
+                    problems.push(format!(
+                        "{label} allows its actions on every resource (`*`)"
+                    ));
+                }
+            }
+            for action in &actions {
+                for resource in &resources {
+                    out.insert((action.clone(), resource.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check_roles(template: &Template, problems: &mut Vec<String>) {
+    for (id, _) in template
+        .of_type("AWS::IAM::Policy")
+        .chain(template.of_type("AWS::IAM::ManagedPolicy"))
+    {
+        problems.push(format!(
+            "{id} is a separate IAM policy: keep each role's grants inline in the role, where these checks and the reviewed table see them"
+        ));
+    }
+    let roles: Vec<&str> = template
+        .of_type("AWS::IAM::Role")
+        .map(|(id, _)| id)
+        .collect();
+    let mut all_grants = BTreeMap::new();
+    for role in &roles {
+        if let Some(managed) = template
+            .property(role, &["ManagedPolicyArns"])
+            .and_then(Value::as_array)
+        {
+            for arn in managed.iter().map(|a| template.render(a)) {
+                if arn.contains("FullAccess") {
+                    problems.push(format!(
+                        "role {role} attaches the managed policy {arn} (*FullAccess)"
+                    ));
+                } else {
+                    problems.push(format!(
+                        "role {role} attaches the managed policy {arn}: roles hold inline least-privilege policies only"
+                    ));
+                }
+            }
+        }
+        all_grants.insert(*role, grants(template, role, problems));
+    }
+
+    // Each function runs as its own role, and that role holds exactly its reviewed grants.
+    for (function, role, expected) in EXPECTED_ROLES {
+        let used = template
+            .property(function, &["Role"])
+            .and_then(|r| template.target_id(r));
+        if used != Some(role) {
+            problems.push(format!(
+                "{function} runs as {}, expected its own role {role}",
+                used.unwrap_or("<no role>")
+            ));
+        }
+        let own_logs = template
+            .property(function, &["LoggingConfig", "LogGroup"])
+            .and_then(|g| template.target_id(g))
+            .map(|g| template.arn(g))
+            .unwrap_or_else(|| format!("{LOGS}<{function} has no log group>"));
+        let expected: BTreeSet<(String, String)> = expected
+            .iter()
+            .chain(OWN_LOGS.iter())
+            .map(|(a, r)| {
+                let r = if *r == "<own log group>" {
+                    own_logs.clone()
+                } else {
+                    (*r).to_owned()
+                };
+                ((*a).to_owned(), r)
+            })
+            .collect();
+        let Some(actual) = all_grants.get(role) else {
+            problems.push(format!("the template has no role {role} for {function}"));
+            continue;
+        };
+        compare_grants(role, &expected, actual, problems);
+    }
+
+    // The state machine invokes exactly the four ETL functions.
+    match all_grants.get(STATE_MACHINE_ROLE) {
+        Some(actual) => {
+            let expected: BTreeSet<(String, String)> = STATE_MACHINE_INVOKES
+                .iter()
+                .map(|f| ("lambda:InvokeFunction".to_owned(), template.arn(f)))
+                .collect();
+            compare_grants(STATE_MACHINE_ROLE, &expected, actual, problems);
+        }
+        None => problems.push(format!("the template has no role {STATE_MACHINE_ROLE}")),
+    }
+    let known: BTreeSet<&str> = EXPECTED_ROLES
+        .iter()
+        .map(|(_, role, _)| *role)
+        .chain([STATE_MACHINE_ROLE])
+        .collect();
+    for role in roles.iter().filter(|r| !known.contains(*r)) {
+        problems.push(format!(
+            "role {role} is not in the reviewed policy table (xtask/src/security.rs)"
+        ));
+    }
+
+    // Rules that hold whatever the table says.
+    for (role, granted) in &all_grants {
+        for (action, resource) in granted {
+            if action.starts_with("s3:Delete") {
+                problems.push(format!(
+                    "role {role} may delete ({action} on {resource}): nothing in the pipeline deletes"
+                ));
+            }
+        }
+    }
+    for (function, variable) in WRITE_PREFIX_VARIABLES {
+        let Some(prefix) = template
+            .property(function, &["Environment", "Variables", variable])
+            .map(|p| template.render(p))
+        else {
+            problems.push(format!("{function} has no {variable} in its environment"));
+            continue;
+        };
+        let role = template
+            .property(function, &["Role"])
+            .and_then(|r| template.target_id(r))
+            .unwrap_or_default();
+        let Some(granted) = all_grants.get(role) else {
+            continue;
+        };
+        let bucket = template
+            .property(function, &["Environment", "Variables", "OUTPUT_BUCKET"])
+            .map(|b| template.render(b))
+            .unwrap_or_default();
+        let allowed = format!("arn:aws:s3:::{bucket}/{prefix}");
+        for (action, resource) in granted {
+            if !S3_WRITE_ACTIONS.contains(&action.as_str()) {
+                continue;
+            }
+            if !resource.starts_with(&allowed) {
+                problems.push(format!(
+                    "role {role} may {action} on {resource}, outside the output prefix {prefix} its function writes ({variable})"
+                ));
+            }
+        }
+    }
+}
+
+fn compare_grants(
+    role: &str,
+    expected: &BTreeSet<(String, String)>,
+    actual: &BTreeSet<(String, String)>,
+    problems: &mut Vec<String>,
+) {
+    for (action, resource) in actual.difference(expected) {
+        problems.push(format!(
+            "role {role} allows {action} on {resource}, which is not in its reviewed grants"
+        ));
+    }
+    for (action, resource) in expected.difference(actual) {
+        problems.push(format!(
+            "role {role} lacks {action} on {resource}, which its function needs"
+        ));
+    }
+}
+
+fn check_buckets(template: &Template, problems: &mut Vec<String>) {
+    let policies: Vec<(&str, &Value)> = template.of_type("AWS::S3::BucketPolicy").collect();
+    for (id, _) in template.of_type("AWS::S3::Bucket") {
+        let flags = template.property(id, &["PublicAccessBlockConfiguration"]);
+        for flag in [
+            "BlockPublicAcls",
+            "BlockPublicPolicy",
+            "IgnorePublicAcls",
+            "RestrictPublicBuckets",
+        ] {
+            let on = flags.and_then(|f| f.get(flag)).is_some_and(is_true);
+            if !on {
+                problems.push(format!(
+                    "bucket {id}: PublicAccessBlockConfiguration.{flag} is not true"
+                ));
+            }
+        }
+
+        let algorithms: Vec<String> = template
+            .property(
+                id,
+                &["BucketEncryption", "ServerSideEncryptionConfiguration"],
+            )
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|rule| {
+                rule.get("ServerSideEncryptionByDefault")
+                    .and_then(|d| d.get("SSEAlgorithm"))
+                    .map(|a| template.render(a))
+            })
+            .collect();
+        if algorithms.is_empty()
+            || !algorithms
+                .iter()
+                .all(|a| ["AES256", "aws:kms", "aws:kms:dsse"].contains(&a.as_str()))
+        {
+            problems.push(format!(
+                "bucket {id} has no default encryption (BucketEncryption with SSEAlgorithm AES256 or aws:kms)"
+            ));
+        }
+
+        let arn = template.arn(id);
+        let name = template.name(id);
+        let own: Vec<&Value> = policies
+            .iter()
+            .filter(|(pid, _)| {
+                template
+                    .property(pid, &["Bucket"])
+                    .is_some_and(|b| template.render(b) == name)
+            })
+            .map(|(_, p)| *p)
+            .collect();
+        let tls_only = own.iter().any(|policy| {
+            statements(
+                policy
+                    .get("Properties")
+                    .and_then(|p| p.get("PolicyDocument")),
+            )
+            .into_iter()
+            .any(|s| denies_plain_http(template, s, &arn))
+        });
+        if !tls_only {
+            problems.push(format!(
+                "bucket {id} has no TLS-only policy (Deny s3:* for everyone on the bucket and its objects when aws:SecureTransport is false)"
+            ));
+        }
+        for policy in own {
+            for statement in statements(
+                policy
+                    .get("Properties")
+                    .and_then(|p| p.get("PolicyDocument")),
+            ) {
+                if is_allow(statement) && is_everyone(statement.get("Principal")) {
+                    problems.push(format!(
+                        "bucket {id}: its policy allows everyone{}",
+                        sid(statement)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn is_true(v: &Value) -> bool {
+    matches!(v, Value::Bool(true)) || v.as_str() == Some("true")
+}
+
+fn is_everyone(principal: Option<&Value>) -> bool {
+    match principal {
+        Some(Value::String(s)) => s == "*",
+        Some(Value::Object(o)) => o.get("AWS").is_some_and(|a| {
+            a.as_str() == Some("*")
+                || a.as_array()
+                    .is_some_and(|l| l.iter().any(|x| x.as_str() == Some("*")))
+        }),
+        _ => false,
+    }
+}
+
+fn denies_plain_http(template: &Template, statement: &Value, bucket_arn: &str) -> bool {
+    let deny = statement.get("Effect").and_then(Value::as_str) == Some("Deny");
+    let actions = strings(template, statement.get("Action"));
+    let all_actions = actions.iter().any(|a| a == "s3:*" || a == "*");
+    let resources = strings(template, statement.get("Resource"));
+    let covers = resources.iter().any(|r| r == bucket_arn)
+        && resources.iter().any(|r| *r == format!("{bucket_arn}/*"));
+    let insecure = statement
+        .get("Condition")
+        .and_then(|c| c.get("Bool"))
+        .and_then(|b| b.get("aws:SecureTransport"))
+        .is_some_and(|v| matches!(v, Value::Bool(false)) || v.as_str() == Some("false"));
+    deny && is_everyone(statement.get("Principal")) && all_actions && covers && insecure
+}
+
+fn check_invoke_permissions(template: &Template, problems: &mut Vec<String>) {
+    let buckets: Vec<String> = template
+        .of_type("AWS::S3::Bucket")
+        .map(|(id, _)| template.arn(id))
+        .collect();
+    let mut any = false;
+    for (id, _) in template.of_type("AWS::Lambda::Permission") {
+        any = true;
+        match template.property(id, &["SourceAccount"]).map(|a| template.render(a)) {
+            Some(account) if account == "{account}" => {}
+            Some(other) => problems.push(format!(
+                "{id}: SourceAccount is {other}, not this stack's account"
+            )),
+            None => problems.push(format!(
+                "{id} has no SourceAccount: a bucket of the same name in another account could invoke the function"
+            )),
+        }
+        let principal = template
+            .property(id, &["Principal"])
+            .map(|p| template.render(p))
+            .unwrap_or_default();
+        match template
+            .property(id, &["SourceArn"])
+            .map(|a| template.render(a))
+        {
+            Some(arn) if principal == "s3.amazonaws.com" && !buckets.contains(&arn) => problems
+                .push(format!(
+                    "{id}: SourceArn {arn} is not a bucket of this template"
+                )),
+            Some(_) => {}
+            None => problems.push(format!(
+                "{id} has no SourceArn: any bucket could invoke the function"
+            )),
+        }
+    }
+    if !any {
+        problems.push(
+            "the template has no AWS::Lambda::Permission for the bucket notification".to_owned(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn template() -> String {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        std::fs::read_to_string(root.join(TEMPLATE_PATH)).expect("template readable")
+    }
+
+    /// The real template with `from` (which must occur exactly once, so a test cannot
+    /// silently stop mutating anything) replaced by `to`.
+    fn mutated(from: &str, to: &str) -> String {
+        let text = template();
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "the mutation target must occur exactly once in the template: {from:?}"
+        );
+        text.replacen(from, to, 1)
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        check(text).expect("template parses")
+    }
+
+    /// Asserts that some problem mentions every fragment in `expected`.
+    fn assert_reported(text: &str, expected: &[&str]) {
+        let found = problems(text);
+        assert!(
+            found
+                .iter()
+                .any(|p| expected.iter().all(|fragment| p.contains(fragment))),
+            "expected a problem mentioning {expected:?}, got {found:#?}"
+        );
+    }
+
+    #[test]
+    fn security_current_template_has_no_problems() {
+        assert_eq!(problems(&template()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn security_wildcard_s3_action_is_reported() {
+        let text = mutated(
+            "Sid: WriteManifests\n                Effect: Allow\n                Action: s3:PutObject",
+            "Sid: WriteManifests\n                Effect: Allow\n                Action: \"s3:*\"",
+        );
+        assert_reported(&text, &["LoadRole", "wildcard action `s3:*`"]);
+    }
+
+    #[test]
+    fn security_wildcard_states_action_is_reported() {
+        let text = mutated("Action: states:StartExecution", "Action: \"states:*\"");
+        assert_reported(&text, &["IngestRole", "wildcard action `states:*`"]);
+    }
+
+    #[test]
+    fn security_star_action_and_star_resource_are_reported() {
+        let text = mutated(
+            "Action: states:StartExecution\n                Resource: !Ref StateMachine",
+            "Action: \"*\"\n                Resource: \"*\"",
+        );
+        assert_reported(&text, &["IngestRole", "wildcard action `*`"]);
+        assert_reported(&text, &["IngestRole", "every resource"]);
+    }
+
+    #[test]
+    fn security_full_access_managed_policy_is_reported() {
+        let text = mutated(
+            "      Policies:\n        - PolicyName: load\n",
+            "      ManagedPolicyArns:\n        - !Sub \"arn:${AWS::Partition}:iam::aws:policy/AmazonS3FullAccess\"\n      Policies:\n        - PolicyName: load\n",
+        );
+        assert_reported(&text, &["LoadRole", "AmazonS3FullAccess", "FullAccess"]);
+    }
+
+    #[test]
+    fn security_inspect_reading_the_output_bucket_is_reported() {
+        // Inspect reads the input bucket only.
+        let from = "        - PolicyName: inspect\n          PolicyDocument:\n            Version: \"2012-10-17\"\n            Statement:\n";
+        let text = mutated(
+            from,
+            &format!("{from}              - Effect: Allow\n                Action: s3:GetObject\n                Resource: !Sub \"${{OutputBucket.Arn}}/*\"\n"),
+        );
+        assert_reported(
+            &text,
+            &[
+                "InspectRole",
+                "s3:GetObject",
+                "-output-",
+                "not in its reviewed grants",
+            ],
+        );
+    }
+
+    #[test]
+    fn security_load_writing_outside_manifests_is_reported() {
+        let text = mutated(
+            "Resource: !Sub \"${OutputBucket.Arn}/manifests/*\"",
+            "Resource: !Sub \"${OutputBucket.Arn}/*\"",
+        );
+        assert_reported(&text, &["LoadRole", "outside the output prefix manifests/"]);
+        assert_reported(&text, &["LoadRole", "lacks s3:PutObject", "manifests/*"]);
+    }
+
+    #[test]
+    fn security_quarantine_writing_thumbnails_is_reported() {
+        let text = mutated(
+            "- !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"",
+            "- !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"\n                  - !Sub \"${OutputBucket.Arn}/thumbnails/*\"",
+        );
+        assert_reported(
+            &text,
+            &["QuarantineRole", "outside the output prefix quarantine/"],
+        );
+    }
+
+    #[test]
+    fn security_write_prefix_must_match_the_function_environment() {
+        // The role is unchanged but the function now writes elsewhere: on AWS its writes
+        // would be denied, and MiniStack would not notice.
+        let from = "Role: !GetAtt LoadRole.Arn";
+        let text = template();
+        let start = text.find(from).expect("load function");
+        let (head, tail) = text.split_at(start);
+        let tail = tail.replacen("MANIFESTS_PREFIX: manifests/", "MANIFESTS_PREFIX: meta/", 1);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["LoadRole", "outside the output prefix meta/"],
+        );
+    }
+
+    #[test]
+    fn security_delete_permission_is_reported() {
+        let text = mutated(
+            "Sid: WriteManifests\n                Effect: Allow\n                Action: s3:PutObject",
+            "Sid: WriteManifests\n                Effect: Allow\n                Action: [s3:PutObject, s3:DeleteObject]",
+        );
+        assert_reported(&text, &["LoadRole", "may delete"]);
+    }
+
+    #[test]
+    fn security_function_using_another_role_is_reported() {
+        let text = mutated(
+            "Role: !GetAtt LoadRole.Arn",
+            "Role: !GetAtt QuarantineRole.Arn",
+        );
+        assert_reported(&text, &["LoadFunction runs as QuarantineRole"]);
+    }
+
+    #[test]
+    fn security_state_machine_invoking_ingest_is_reported() {
+        let text = mutated(
+            "                  - !GetAtt QuarantineFunction.Arn\n\n",
+            "                  - !GetAtt QuarantineFunction.Arn\n                  - !GetAtt IngestFunction.Arn\n\n",
+        );
+        assert_reported(
+            &text,
+            &["StateMachineRole", "lambda:InvokeFunction", "-ingest"],
+        );
+    }
+
+    #[test]
+    fn security_invoke_permission_without_source_arn_is_reported() {
+        let text = mutated(
+            "      SourceArn: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}\"\n",
+            "",
+        );
+        assert_reported(&text, &["IngestInvokePermission has no SourceArn"]);
+    }
+
+    #[test]
+    fn security_invoke_permission_for_a_foreign_bucket_is_reported() {
+        let text = mutated(
+            "SourceArn: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}\"",
+            "SourceArn: \"arn:aws:s3:::someone-elses-bucket\"",
+        );
+        assert_reported(
+            &text,
+            &["IngestInvokePermission", "not a bucket of this template"],
+        );
+    }
+
+    #[test]
+    fn security_invoke_permission_without_source_account_is_reported() {
+        let text = mutated("      SourceAccount: !Ref AWS::AccountId\n", "");
+        assert_reported(&text, &["IngestInvokePermission has no SourceAccount"]);
+    }
+
+    #[test]
+    fn security_each_public_access_block_flag_is_required_on_each_bucket() {
+        for bucket in ["InputBucket", "OutputBucket"] {
+            for flag in [
+                "BlockPublicAcls",
+                "BlockPublicPolicy",
+                "IgnorePublicAcls",
+                "RestrictPublicBuckets",
+            ] {
+                let text = template();
+                let start = text
+                    .find(&format!("  {bucket}:\n    Type: AWS::S3::Bucket"))
+                    .expect("bucket");
+                let (head, tail) = text.split_at(start);
+                let line = format!("{flag}: true");
+                assert!(tail.contains(&line), "{bucket} {flag}");
+                let tail = tail.replacen(&line, &format!("{flag}: false"), 1);
+                assert_reported(
+                    &format!("{head}{tail}"),
+                    &[&format!("bucket {bucket}:"), flag],
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn security_bucket_without_encryption_is_reported() {
+        let text = template();
+        let start = text
+            .find("  OutputBucket:\n    Type: AWS::S3::Bucket")
+            .expect("bucket");
+        let (head, tail) = text.split_at(start);
+        let block = "      BucketEncryption:\n        ServerSideEncryptionConfiguration:\n          - ServerSideEncryptionByDefault:\n              SSEAlgorithm: AES256\n";
+        assert!(tail.contains(block));
+        let tail = tail.replacen(block, "", 1);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["bucket OutputBucket has no default encryption"],
+        );
+    }
+
+    #[test]
+    fn security_bucket_without_tls_only_policy_is_reported() {
+        let text = template();
+        let start = text.find("  InputBucketPolicy:").expect("policy");
+        let end = text.find("  OutputBucketPolicy:").expect("policy");
+        let without = format!("{}{}", &text[..start], &text[end..]);
+        assert_reported(&without, &["bucket InputBucket has no TLS-only policy"]);
+        assert!(!problems(&without)
+            .iter()
+            .any(|p| p.contains("bucket OutputBucket has no TLS")));
+    }
+
+    #[test]
+    fn security_tls_policy_that_allows_http_is_reported() {
+        // `true` instead of `false` would deny TLS requests and let plain HTTP through.
+        let text = template();
+        let start = text.find("  OutputBucketPolicy:").expect("policy");
+        let (head, tail) = text.split_at(start);
+        let tail = tail.replacen(
+            "aws:SecureTransport: \"false\"",
+            "aws:SecureTransport: \"true\"",
+            1,
+        );
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["bucket OutputBucket has no TLS-only policy"],
+        );
+    }
+
+    #[test]
+    fn security_tls_policy_covering_only_objects_is_reported() {
+        let text = template();
+        let start = text.find("  OutputBucketPolicy:").expect("policy");
+        let (head, tail) = text.split_at(start);
+        let tail = tail.replacen("              - !GetAtt OutputBucket.Arn\n", "", 1);
+        assert_reported(
+            &format!("{head}{tail}"),
+            &["bucket OutputBucket has no TLS-only policy"],
+        );
+    }
+
+    #[test]
+    fn long_form_expands_short_tags() {
+        let t = Template::parse(
+            "Resources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Sub \"${AWS::StackName}-b\"\n",
+        )
+        .expect("parses");
+        assert_eq!(t.arn("B"), "arn:aws:s3:::{stack}-b");
+        assert_eq!(
+            t.render(&serde_json::json!({"Fn::Sub": "${B.Arn}/x/*"})),
+            "arn:aws:s3:::{stack}-b/x/*"
+        );
+        assert_eq!(t.render(&serde_json::json!({"Ref": "B"})), "{stack}-b");
+    }
+}
