@@ -47,7 +47,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 enum Ending {
     Processed(LoadOutput),
-    Quarantined(QuarantineReport),
+    Quarantined(Box<QuarantineReport>),
 }
 
 /// The functions' world: one input bucket, one output bucket, one state machine.
@@ -167,7 +167,7 @@ impl Pipeline {
         .await
         .unwrap_or_else(|f| panic!("QuarantineFailed: {f:?}"));
         let (body, _) = self.store.object("out", &output.report.key).unwrap();
-        Ending::Quarantined(serde_json::from_slice(&body).unwrap())
+        Ending::Quarantined(Box::new(serde_json::from_slice(&body).unwrap()))
     }
 }
 
