@@ -1,6 +1,7 @@
-//! Project automation, run as `cargo xtask <command>`: package, lint, demo, test.
+//! Project automation, run as `cargo xtask <command>`: package, lint, demo, test, bench.
 
 mod asl;
+mod bench;
 mod lint;
 mod package;
 
@@ -16,7 +17,8 @@ commands:
   lint               check the state machine (own checks + statelint) and the template (cfn-lint)
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
-  test               package, lint, then run every unit and end-to-end test";
+  test               package, lint, then run every unit and end-to-end test
+";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -50,11 +52,13 @@ fn main() -> Result<()> {
                 &rest,
             )
         }
+        "bench-transform" => bench::run(&root, &rest),
+        "bench-corpus" => bench::corpus(&rest),
         "" | "help" | "--help" | "-h" => {
-            println!("{USAGE}");
+            println!("{USAGE}{}", bench::USAGE);
             Ok(())
         }
-        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+        other => bail!("unknown command {other:?}\n\n{USAGE}{}", bench::USAGE),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod image_info;
+pub mod jpeg;
 pub mod key;
 pub mod layout;
 pub mod naming;
