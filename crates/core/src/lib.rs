@@ -17,5 +17,6 @@ pub mod payload;
 pub mod report;
 pub mod sniff;
 pub mod transform;
+pub mod webp;
 
 pub use error::PipelineError;

@@ -84,7 +84,8 @@ pub fn render_thumbnails(
     let largest = spec.sizes.iter().copied().max().unwrap_or(u32::MAX);
     let decoded = match format {
         ImageFormat::Jpeg => decode_jpeg(encoded, largest, spec)?,
-        _ => decode_with_image_crate(encoded, format, spec)?,
+        ImageFormat::Webp => decode_webp(encoded, spec)?,
+        ImageFormat::Png | ImageFormat::Gif => decode_with_image_crate(encoded, format, spec)?,
     };
     let mut sizes = spec.sizes.clone();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
@@ -185,7 +186,36 @@ fn decode_jpeg(
     }
 }
 
-/// PNG, GIF, WebP (and the JPEG fallback): a full decode with the `image` crate, with its
+/// Still WebP: libwebp at full size (it has no DCT-domain scaling), limits checked on
+/// the declared dimensions first. Animations, and anything libwebp declines, go to the
+/// `image` crate, which decodes the first frame or explains the failure.
+fn decode_webp(encoded: &[u8], spec: &TransformSpec) -> Result<Decoded, PipelineError> {
+    let Some(header) = crate::webp::read_header(encoded).filter(|h| !h.animated) else {
+        return decode_with_image_crate(encoded, ImageFormat::Webp, spec);
+    };
+    check_pixels(header.width, header.height, spec)?;
+    let bytes_per_pixel = if header.has_alpha { 4 + 3 } else { 3 };
+    let needed = u64::from(header.width) * u64::from(header.height) * bytes_per_pixel;
+    if needed > spec.max_alloc_bytes {
+        return Err(PipelineError::TooLarge {
+            detail: format!(
+                "decoding needs about {needed} bytes, more than the {} allowed",
+                spec.max_alloc_bytes
+            ),
+        });
+    }
+    match crate::webp::decode(encoded) {
+        Some(bitmap) => Ok(Decoded {
+            bitmap,
+            width: header.width,
+            height: header.height,
+            orientation: crate::webp::exif_orientation(encoded),
+        }),
+        None => decode_with_image_crate(encoded, ImageFormat::Webp, spec),
+    }
+}
+
+/// PNG, GIF (and the JPEG and WebP fallbacks): a full decode with the `image` crate, with its
 /// allocation limit, alpha flattened over white.
 fn decode_with_image_crate(
     encoded: &[u8],
