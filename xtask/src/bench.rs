@@ -552,7 +552,7 @@ fn run_ok(command: &mut Command) -> Result<()> {
 }
 
 /// `apt-get install` as root; otherwise an error naming the packages.
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -560,9 +560,9 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         .unwrap_or(false);
     let list = packages.join(" ");
     if !is_root {
-        bail!("the benchmark needs Debian packages {list}: run `apt-get install {list}` as root");
+        bail!("Debian packages {list} are needed: run `apt-get install {list}` as root");
     }
-    eprintln!("bench: installing {list} (apt-get)...");
+    eprintln!("xtask: installing {list} (apt-get)...");
     run_ok(Command::new("sh").args([
         "-c",
         &format!(
@@ -673,4 +673,46 @@ pub fn corpus(args: &[String]) -> Result<()> {
         webp_dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_geometric_mean() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!((geometric_mean(&[0.25, 1.0]) - 0.5).abs() < 1e-12);
+        assert!(geometric_mean(&[]).is_nan());
+    }
+
+    #[test]
+    fn describe_jpeg_kinds_and_webp() {
+        // SOI, SOF2 for 4000x3000 with 3 components, luma sampled 2x2.
+        let mut jpeg = vec![
+            0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x11, 0x08, 0x0B, 0xB8, 0x0F, 0xA0,
+        ];
+        jpeg.extend_from_slice(&[0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
+        let (kind, mp) = describe(&jpeg);
+        assert_eq!(kind, "jpeg-prog420");
+        assert!((mp - 12.0).abs() < 1e-9);
+        let mut riff = b"RIFF\0\0\0\0WEBPVP8X".to_vec();
+        riff.extend_from_slice(&[10, 0, 0, 0, 0, 0, 0, 0]);
+        riff.extend_from_slice(&[0x9F, 0x0F, 0x00, 0xB7, 0x0B, 0x00]); // 4000 x 3000
+        assert_eq!(describe(&riff).0, "webp");
+        assert_eq!(webp_dimensions(&riff), Some((4000, 3000)));
+    }
+
+    #[test]
+    fn parse_defaults_and_errors() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = parse(&args("--corpus /c")).unwrap();
+        assert_eq!((o.sizes, o.repeat), (vec![1024, 256], 5));
+        let o = parse(&args("--corpus /c --sizes 512,128 --repeat 7")).unwrap();
+        assert_eq!((o.sizes, o.repeat), (vec![512, 128], 7));
+        assert!(parse(&args("--sizes 256")).is_err());
+        assert!(parse(&args("--corpus /c --sizes 0")).is_err());
+        assert!(parse(&args("--corpus /c --bogus")).is_err());
+    }
 }
