@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`: package, lint, demo, load, test,
-//! emulator-image, fuzz.
+//! emulator-image, fuzz, bench-transform.
 
 mod asl;
+mod bench;
 mod emulator_image;
 mod fuzz;
 mod lint;
@@ -31,7 +32,8 @@ commands:
   fuzz [--target NAME] [--seconds N]
                      run the cargo-fuzz targets in fuzz/ (key_decode, event_plan,
                      render_thumbnails) for N seconds each (default 60), print the runs
-                     of each, fail on any crash";
+                     of each, fail on any crash
+";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -67,11 +69,13 @@ fn main() -> Result<()> {
             )
         }
         "emulator-image" => emulator_image::run(&root, &rest),
+        "bench-transform" => bench::run(&root, &rest),
+        "bench-corpus" => bench::corpus(&rest),
         "" | "help" | "--help" | "-h" => {
-            println!("{USAGE}");
+            println!("{USAGE}{}", bench::USAGE);
             Ok(())
         }
-        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+        other => bail!("unknown command {other:?}\n\n{USAGE}{}", bench::USAGE),
     }
 }
 

@@ -93,7 +93,7 @@ fn header_error(e: image::ImageError) -> PipelineError {
     }
 }
 
-fn orientation_code(o: image::metadata::Orientation) -> u8 {
+pub(crate) fn orientation_code(o: image::metadata::Orientation) -> u8 {
     use image::metadata::Orientation::*;
     match o {
         NoTransforms => 1,
@@ -188,6 +188,39 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), PipelineError> {
     }
 }
 
+/// The EXIF orientation (1-8) of a JPEG, read from its APP1 `Exif` segment without
+/// decoding anything else; 1 when absent or unreadable.
+pub fn jpeg_exif_orientation(bytes: &[u8]) -> u8 {
+    let mut i = 2;
+    while bytes.get(i) == Some(&0xFF) {
+        let Some(&marker) = bytes.get(i + 1) else {
+            break;
+        };
+        // Metadata precedes the first scan; standalone markers carry no length.
+        if matches!(marker, 0xDA | 0xD9) {
+            break;
+        }
+        if marker == 0xFF || matches!(marker, 0x01 | 0xD0..=0xD7) {
+            i += 1;
+            continue;
+        }
+        let (Some(&hi), Some(&lo)) = (bytes.get(i + 2), bytes.get(i + 3)) else {
+            break;
+        };
+        let len = usize::from(hi) << 8 | usize::from(lo);
+        let payload = bytes.get(i + 4..i + 2 + len).unwrap_or_default();
+        if marker == 0xE1 {
+            if let Some(tiff) = payload.strip_prefix(b"Exif\0\0") {
+                return image::metadata::Orientation::from_exif_chunk(tiff)
+                    .map(orientation_code)
+                    .unwrap_or(1);
+            }
+        }
+        i += 2 + len.max(2);
+    }
+    1
+}
+
 /// Lowercase hex SHA-256 of the object's bytes, recorded in manifests.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -230,6 +263,18 @@ mod tests {
             .unwrap();
             assert_eq!(h.orientation, code);
         }
+    }
+
+    #[test]
+    fn jpeg_exif_orientation_matches_read_header() {
+        for code in 1..=8 {
+            let jpeg = jpeg_with_orientation(&gradient(40, 20), code);
+            assert_eq!(jpeg_exif_orientation(&jpeg), code);
+        }
+        let plain = encode(&gradient(40, 20), ImageFormat::Jpeg);
+        assert_eq!(jpeg_exif_orientation(&plain), 1);
+        assert_eq!(jpeg_exif_orientation(b"\xFF\xD8\xFF\xE1\x00"), 1);
+        assert_eq!(jpeg_exif_orientation(b""), 1);
     }
 
     #[test]

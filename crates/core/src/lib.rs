@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod image_info;
+pub mod jpeg;
 pub mod key;
 pub mod layout;
 pub mod naming;
@@ -16,5 +17,6 @@ pub mod payload;
 pub mod report;
 pub mod sniff;
 pub mod transform;
+pub mod webp;
 
 pub use error::PipelineError;
