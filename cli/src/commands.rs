@@ -153,6 +153,7 @@ async fn print_report(store: &S3Store, runs: &[ObjectRun]) {
                 format!("{error}: {cause}")
             }
             (ObjectStatus::Failed { error, cause }, _) => format!("{error}: {cause}"),
+            (ObjectStatus::Superseded { by }, _) => format!("a newer write holds the result: {by}"),
             _ => String::new(),
         };
         rows.push(vec![
@@ -184,7 +185,7 @@ async fn report_cause(store: &S3Store, bucket: &str, key: &str) -> String {
     }
 }
 
-async fn aws_clients() -> Clients {
+pub async fn aws_clients() -> Clients {
     Clients::new(&load_sdk_config().await)
 }
 

@@ -38,7 +38,7 @@ fn check_key(key: &ObjectKey) {
         (
             layout.thumbnails_prefix.clone(),
             "/16384.jpg",
-            layout.thumbnail_key(key, 16384, "jpg"),
+            layout.thumbnail_key(key, "ffffffffffffffff", 16384, "jpg"),
         ),
         (
             layout.manifests_prefix.clone(),
@@ -48,7 +48,7 @@ fn check_key(key: &ObjectKey) {
         (
             format!("{}objects/", layout.quarantine_prefix),
             "",
-            layout.quarantine_object_key(key),
+            layout.quarantine_object_key(key, "ffffffffffffffff"),
         ),
         (
             format!("{}reports/", layout.quarantine_prefix),

@@ -7,6 +7,7 @@
 use anyhow::Result;
 use integration_tests::{jpeg_with_orientation_6, photo, TestPipeline};
 use pipeline_core::image_info::{sha256_hex, ImageFormat};
+use pipeline_core::naming::version_tag;
 use pipeline_core::report::ObjectStatus;
 use serde_json::json;
 
@@ -75,7 +76,8 @@ async fn e2e_real_photos_and_png_get_every_thumbnail_and_a_manifest() -> Result<
         };
         for out in &m.outputs {
             let thumb = decode(&p.output(&out.key).await?);
-            assert_eq!(out.key, format!("thumbnails/{key}/{}.jpg", out.size));
+            let tag = version_tag(&m.source)?;
+            assert_eq!(out.key, format!("thumbnails/{key}/{tag}/{}.jpg", out.size));
             assert_eq!(
                 (thumb.width(), thumb.height()),
                 (out.width, out.height),
@@ -204,7 +206,8 @@ async fn e2e_keys_with_spaces_unicode_plus_and_percent_keep_their_exact_key() ->
         let m = p.manifest(key).await?;
         assert_eq!(m.source.key, key);
         for out in &m.outputs {
-            assert_eq!(out.key, format!("thumbnails/{key}/{}.jpg", out.size));
+            let tag = version_tag(&m.source)?;
+            assert_eq!(out.key, format!("thumbnails/{key}/{tag}/{}.jpg", out.size));
             decode(&p.output(&out.key).await?);
         }
     }

@@ -8,6 +8,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use pipeline_core::payload::SourceObject;
+use pipeline_core::reconcile::InputObject;
 use thiserror::Error;
 
 /// One object, optionally one version of it.
@@ -53,10 +54,31 @@ pub struct ListedObject {
     pub key: String,
     pub size: u64,
     pub etag: Option<String>,
+    /// Milliseconds since the epoch, when the listing says.
+    pub last_modified_ms: Option<i64>,
+}
+
+/// A whole object with the ETag it was read at, for a conditional write back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+}
+
+/// The precondition of a conditional `PutObject` (S3 conditional writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: only when no object exists at the key.
+    IfAbsent,
+    /// `If-Match: <etag>`: only when the object is still the one read at that ETag.
+    IfMatch(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
+    /// A conditional write lost to a concurrent writer: read again and decide again.
+    #[error("s3://{bucket}/{key} changed since it was read (conditional write refused)")]
+    PreconditionFailed { bucket: String, key: String },
     #[error("s3://{bucket}/{key} not found")]
     NotFound { bucket: String, key: String },
     #[error("s3://{bucket}/{key} is larger than {limit} bytes")]
@@ -93,6 +115,31 @@ pub trait ObjectStore: Send + Sync {
         to_key: &str,
     ) -> Result<(), StoreError>;
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StoreError>;
+    /// The latest version of every object under `prefix` (delete markers left out), for
+    /// the reconciler. In a bucket that was never versioned the version id is `None`.
+    async fn list_latest_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<InputObject>, StoreError>;
+    /// The latest version of an object with its ETag, `None` when there is none.
+    async fn read_current(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<StoredObject>, StoreError>;
+    /// A write that happens only if `condition` holds, else `PreconditionFailed`.
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError>;
+    /// Deletes the latest version of an object (no error when it does not exist).
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
 }
 
 /// [`ObjectStore`] over S3.
@@ -300,11 +347,138 @@ impl ObjectStore for S3Store {
                     key: o.key().unwrap_or_default().to_string(),
                     size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                     etag: o.e_tag().map(str::to_string),
+                    last_modified_ms: o.last_modified().and_then(epoch_ms),
                 });
             }
         }
         Ok(out)
     }
+
+    async fn list_latest_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<InputObject>, StoreError> {
+        let mut out = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| failed("ListObjectVersions", e))?;
+            for v in page.versions() {
+                if v.is_latest() != Some(true) {
+                    continue;
+                }
+                out.push(InputObject {
+                    key: v.key().unwrap_or_default().to_string(),
+                    version_id: v
+                        .version_id()
+                        .filter(|id| !id.is_empty() && *id != "null")
+                        .map(str::to_string),
+                    etag: v.e_tag().map(str::to_string),
+                    size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    last_modified_ms: v.last_modified().and_then(epoch_ms).unwrap_or(0),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_current(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<StoredObject>, StoreError> {
+        let at = ObjectLocation::latest(bucket, key);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(failed("GetObject", e)),
+        };
+        let etag = out.e_tag().map(str::to_string);
+        let body = read_body(out.body, at, max_bytes).await?;
+        Ok(Some(StoredObject { body, etag }))
+    }
+
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        let request = match condition {
+            WriteCondition::IfAbsent => request.if_none_match("*"),
+            WriteCondition::IfMatch(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // 412 when the condition fails; 409 when a concurrent conditional write to
+            // the key is in flight (AWS); 404 for If-Match on a key deleted meanwhile.
+            Err(e) if is_precondition_failure(&e) => Err(StoreError::PreconditionFailed {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            }),
+            Err(e) => Err(failed("PutObject (conditional)", e)),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("DeleteObject", e))
+    }
+}
+
+fn epoch_ms(t: &aws_sdk_s3::primitives::DateTime) -> Option<i64> {
+    t.to_millis().ok()
+}
+
+fn is_precondition_failure<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    matches!(
+        e.code(),
+        Some("PreconditionFailed" | "ConditionalRequestConflict" | "NoSuchKey")
+    ) || matches!(
+        e.raw_response().map(|r| r.status().as_u16()),
+        Some(412 | 409 | 404)
+    )
 }
 
 fn not_found_or<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -325,10 +499,16 @@ fn not_found_or<E: ProvideErrorMetadata + std::error::Error + 'static>(
 /// `(bucket, key)` -> `(body, content type)`.
 type MemoryObjects = BTreeMap<(String, String), (Vec<u8>, String)>;
 
+/// `(bucket, key)` -> when it was last written, in milliseconds of the fake's clock.
+type MemoryTimes = BTreeMap<(String, String), i64>;
+
 /// In-memory [`ObjectStore`] for unit tests. Versions are not modelled: the latest wins.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: Mutex<MemoryObjects>,
+    times: Mutex<MemoryTimes>,
+    /// The fake's clock: every write is one millisecond after the previous one.
+    clock: std::sync::atomic::AtomicI64,
 }
 
 impl MemoryStore {
@@ -343,6 +523,27 @@ impl MemoryStore {
                 (body.into(), "application/octet-stream".into()),
             );
         }
+        self.touch(bucket, key);
+    }
+
+    /// Sets an object's LastModified (milliseconds), e.g. to age it past a grace period.
+    pub fn set_last_modified(&self, bucket: &str, key: &str, ms: i64) {
+        if let Ok(mut t) = self.times.lock() {
+            t.insert((bucket.into(), key.into()), ms);
+        }
+    }
+
+    fn touch(&self, bucket: &str, key: &str) {
+        let now = self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.set_last_modified(bucket, key, now);
+    }
+
+    fn last_modified(&self, bucket: &str, key: &str) -> i64 {
+        self.times
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&(bucket.to_string(), key.to_string())).copied())
+            .unwrap_or(0)
     }
 
     /// Body and content type of an object, if present.
@@ -423,6 +624,7 @@ impl ObjectStore for MemoryStore {
             .lock()
             .map_err(|_| poisoned())?
             .insert((bucket.into(), key.into()), (body, content_type.into()));
+        self.touch(bucket, key);
         Ok(())
     }
 
@@ -445,7 +647,94 @@ impl ObjectStore for MemoryStore {
                 key: k.clone(),
                 size: body.len() as u64,
                 etag: None,
+                last_modified_ms: Some(self.last_modified(bucket, k)),
             })
             .collect())
     }
+
+    async fn list_latest_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<InputObject>, StoreError> {
+        Ok(self
+            .list(bucket, prefix)
+            .await?
+            .into_iter()
+            .map(|o| InputObject {
+                version_id: Some(format!("mem-{}", o.last_modified_ms.unwrap_or(0))),
+                etag: Some(memory_etag(
+                    &self
+                        .read(ObjectLocation::latest(bucket, &o.key))
+                        .unwrap_or_default(),
+                )),
+                last_modified_ms: o.last_modified_ms.unwrap_or(0),
+                size: o.size,
+                key: o.key,
+            })
+            .collect())
+    }
+
+    async fn read_current(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<StoredObject>, StoreError> {
+        let Some((body, _)) = self.object(bucket, key) else {
+            return Ok(None);
+        };
+        if body.len() as u64 > max_bytes {
+            return Err(StoreError::TooLarge {
+                bucket: bucket.into(),
+                key: key.into(),
+                limit: max_bytes,
+            });
+        }
+        let etag = Some(memory_etag(&body));
+        Ok(Some(StoredObject { body, etag }))
+    }
+
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<(), StoreError> {
+        let mut m = self.objects.lock().map_err(|_| poisoned())?;
+        let slot = (bucket.to_string(), key.to_string());
+        let holds = match (&condition, m.get(&slot)) {
+            (WriteCondition::IfAbsent, existing) => existing.is_none(),
+            (WriteCondition::IfMatch(etag), Some((current, _))) => *etag == memory_etag(current),
+            (WriteCondition::IfMatch(_), None) => false,
+        };
+        if !holds {
+            return Err(StoreError::PreconditionFailed {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
+        }
+        m.insert(slot, (body, content_type.into()));
+        drop(m);
+        self.touch(bucket, key);
+        Ok(())
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.objects
+            .lock()
+            .map_err(|_| poisoned())?
+            .remove(&(bucket.to_string(), key.to_string()));
+        Ok(())
+    }
+}
+
+/// A content hash standing in for S3's ETag (the fake only needs equal bytes, equal tag).
+fn memory_etag(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
 }

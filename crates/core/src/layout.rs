@@ -1,6 +1,6 @@
 //! Where the pipeline writes: thumbnails, manifests and quarantine under fixed prefixes.
 //!
-//! Output keys mirror the source key so a user finds `thumbnails/<key>/256.jpg` next to
+//! Output keys mirror the source key so a user finds `thumbnails/<key>/<version>/256.jpg` next to
 //! `manifests/<key>.json`. S3 keys are limited to 1,024 bytes, so a source key too long
 //! for its prefix and suffix is replaced by `_long/<sha256 of the key>`.
 //!
@@ -34,12 +34,19 @@ impl OutputLayout {
         }
     }
 
-    /// `thumbnails/<key>/<size>.<ext>`
-    pub fn thumbnail_key(&self, source: &ObjectKey, size: u32, extension: &str) -> String {
+    /// `thumbnails/<key>/<version tag>/<size>.<ext>`: one directory per object version
+    /// ([`crate::naming::version_tag`]), so versions never share an output key.
+    pub fn thumbnail_key(
+        &self,
+        source: &ObjectKey,
+        version_tag: &str,
+        size: u32,
+        extension: &str,
+    ) -> String {
         derived_key(
             &self.thumbnails_prefix,
             source,
-            &format!("/{size}.{extension}"),
+            &format!("/{version_tag}/{size}.{extension}"),
         )
     }
 
@@ -48,9 +55,13 @@ impl OutputLayout {
         derived_key(&self.manifests_prefix, source, ".json")
     }
 
-    /// `quarantine/objects/<key>`: the copy of the rejected source.
-    pub fn quarantine_object_key(&self, source: &ObjectKey) -> String {
-        derived_key(&format!("{}objects/", self.quarantine_prefix), source, "")
+    /// `quarantine/objects/<key>/<version tag>`: the copy of the rejected version.
+    pub fn quarantine_object_key(&self, source: &ObjectKey, version_tag: &str) -> String {
+        derived_key(
+            &format!("{}objects/", self.quarantine_prefix),
+            source,
+            &format!("/{version_tag}"),
+        )
     }
 
     /// `quarantine/reports/<key>.json`: why it was rejected.
@@ -122,13 +133,13 @@ mod tests {
         let l = OutputLayout::new("out");
         let k = key("a/My Photo.jpg");
         assert_eq!(
-            l.thumbnail_key(&k, 256, "jpg"),
-            "thumbnails/a/My Photo.jpg/256.jpg"
+            l.thumbnail_key(&k, "0123456789abcdef", 256, "jpg"),
+            "thumbnails/a/My Photo.jpg/0123456789abcdef/256.jpg"
         );
         assert_eq!(l.manifest_key(&k), "manifests/a/My Photo.jpg.json");
         assert_eq!(
-            l.quarantine_object_key(&k),
-            "quarantine/objects/a/My Photo.jpg"
+            l.quarantine_object_key(&k, "0123456789abcdef"),
+            "quarantine/objects/a/My Photo.jpg/0123456789abcdef"
         );
         assert_eq!(
             l.quarantine_report_key(&k),
@@ -141,9 +152,9 @@ mod tests {
         let l = OutputLayout::new("out");
         let k = key(&"x".repeat(MAX_KEY_BYTES));
         for derived in [
-            l.thumbnail_key(&k, 1024, "jpg"),
+            l.thumbnail_key(&k, "0123456789abcdef", 1024, "jpg"),
             l.manifest_key(&k),
-            l.quarantine_object_key(&k),
+            l.quarantine_object_key(&k, "0123456789abcdef"),
             l.quarantine_report_key(&k),
         ] {
             assert!(derived.len() <= MAX_KEY_BYTES, "{derived}");
@@ -159,12 +170,12 @@ mod tests {
         vec![
             (
                 l.thumbnails_prefix.clone(),
-                l.thumbnail_key(source, 256, "jpg"),
+                l.thumbnail_key(source, "0123456789abcdef", 256, "jpg"),
             ),
             (l.manifests_prefix.clone(), l.manifest_key(source)),
             (
                 format!("{}objects/", l.quarantine_prefix),
-                l.quarantine_object_key(source),
+                l.quarantine_object_key(source, "0123456789abcdef"),
             ),
             (
                 format!("{}reports/", l.quarantine_prefix),

@@ -59,19 +59,7 @@ pub struct ExecutionName(String);
 impl ExecutionName {
     /// `<readable fragment of the file name>-<32 hex chars of sha256(bucket, key, version)>`.
     pub fn for_object(bucket: &str, key: &ObjectKey, version: VersionToken<'_>) -> Self {
-        let mut hasher = Sha256::new();
-        for part in [bucket, key.as_str(), &version.tagged()] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-        let digest = hasher.finalize();
-        let hash: String = digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-            .chars()
-            .take(HASH_HEX_LEN)
-            .collect();
+        let hash = version_hex(bucket, key, version, HASH_HEX_LEN);
         let fragment = readable_fragment(key.file_name());
         ExecutionName(format!("{fragment}-{hash}"))
     }
@@ -89,6 +77,30 @@ impl ExecutionName {
         &self.0
     }
 
+    /// The name of the `n`th fresh start for the same object version: `self` for 0, else
+    /// `<shorter fragment>-<same hash>-g<n>`. Step Functions never reuses a name, so an
+    /// execution that ended without a result (failed, aborted, lost with the service) is
+    /// started again under the next generation; the hash still names the version, and a
+    /// second reconciler run finds the same generation and starts nothing.
+    pub fn generation(&self, n: u32) -> ExecutionName {
+        if n == 0 {
+            return self.clone();
+        }
+        let suffix = format!("-g{n}");
+        let (fragment, hash) = match self.0.rsplit_once('-') {
+            Some((f, h)) if h.len() == HASH_HEX_LEN => (f, h),
+            _ => ("", self.0.as_str()),
+        };
+        let room = MAX_NAME_LEN.saturating_sub(hash.len() + 1 + suffix.len());
+        let fragment: String = fragment.chars().take(room).collect();
+        let fragment = fragment.trim_end_matches('-');
+        if fragment.is_empty() {
+            ExecutionName(format!("{hash}{suffix}"))
+        } else {
+            ExecutionName(format!("{fragment}-{hash}{suffix}"))
+        }
+    }
+
     /// Whether `name` satisfies Step Functions' rules for execution names, in the
     /// conservative form this project uses (also safe for CloudWatch log stream names).
     pub fn is_valid(name: &str) -> bool {
@@ -103,6 +115,39 @@ impl fmt::Display for ExecutionName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Length of [`version_tag`]: 64 bits of the same digest the execution name uses.
+pub const VERSION_TAG_LEN: usize = 16;
+
+/// A short, stable, path-safe tag for one object version (`[0-9a-f]{16}`): the
+/// directory its thumbnails are written under, so two versions of a key never write to
+/// the same output key and a stale execution cannot overwrite a newer one's thumbnails.
+pub fn version_tag(source: &SourceObject) -> Result<String, crate::key::KeyError> {
+    let key = ObjectKey::from_decoded(source.key.clone())?;
+    Ok(version_hex(
+        &source.bucket,
+        &key,
+        VersionToken::of(source),
+        VERSION_TAG_LEN,
+    ))
+}
+
+/// The first `len` hex digits of sha256 over the length-prefixed bucket, key and version.
+fn version_hex(bucket: &str, key: &ObjectKey, version: VersionToken<'_>, len: usize) -> String {
+    let mut hasher = Sha256::new();
+    for part in [bucket, key.as_str(), &version.tagged()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .chars()
+        .take(len)
+        .collect()
 }
 
 fn readable_fragment(file_name: &str) -> String {
@@ -131,6 +176,10 @@ fn readable_fragment(file_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn k(key: &str) -> ObjectKey {
+        ObjectKey::from_decoded(key).unwrap()
+    }
 
     fn name(bucket: &str, key: &str, v: VersionToken<'_>) -> String {
         ExecutionName::for_object(bucket, &ObjectKey::from_decoded(key).unwrap(), v).0
@@ -200,6 +249,43 @@ mod tests {
         assert_eq!(VersionToken::of(&s), VersionToken::ETag("e"));
         s.etag = None;
         assert_eq!(VersionToken::of(&s), VersionToken::Unknown);
+    }
+
+    #[test]
+    fn version_tag_is_the_execution_names_hash_prefix_per_version() {
+        let src = |v: &str| SourceObject {
+            bucket: "in".into(),
+            key: "a/b c.jpg".into(),
+            version_id: Some(v.into()),
+            sequencer: None,
+            etag: None,
+            size: None,
+        };
+        let tag = version_tag(&src("v1")).unwrap();
+        assert_eq!(tag.len(), VERSION_TAG_LEN);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        let name = ExecutionName::for_source(&src("v1")).unwrap();
+        let hash = name.as_str().rsplit('-').next().unwrap();
+        assert!(hash.starts_with(&tag), "{name} / {tag}");
+        assert_ne!(tag, version_tag(&src("v2")).unwrap());
+    }
+
+    #[test]
+    fn generation_names_stay_valid_distinct_and_keep_the_hash() {
+        let long = "x".repeat(300) + ".jpg";
+        for key in ["a.jpg", long.as_str(), "ü.jpg"] {
+            let base = ExecutionName::for_object("b", &k(key), VersionToken::VersionId("v"));
+            let hash = base.as_str().rsplit('-').next().unwrap().to_string();
+            assert_eq!(base.generation(0), base);
+            let g1 = base.generation(1);
+            let g12 = base.generation(12);
+            for g in [&g1, &g12] {
+                assert!(ExecutionName::is_valid(g.as_str()), "{g}");
+                assert!(g.as_str().contains(&hash), "{g}");
+            }
+            assert!(g1.as_str().ends_with("-g1") && g12.as_str().ends_with("-g12"));
+            assert_ne!(g1, base);
+        }
     }
 
     #[test]

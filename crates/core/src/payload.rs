@@ -115,22 +115,29 @@ pub struct LoadInput {
 pub enum Outcome {
     Processed,
     Quarantined,
+    /// A newer write to the same key already has its result (S3 `sequencer` order): this
+    /// execution wrote no manifest or report and removed its own per-version outputs.
+    Superseded,
 }
 
-/// Output of `Load`: the execution's output for a processed object.
+/// Output of `Load`: the execution's output for a processed (or superseded) object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadOutput {
     pub outcome: Outcome,
+    /// The key's manifest: this version's, or the newer one that superseded it.
     pub manifest: ObjectRef,
     pub thumbnails: Vec<ObjectRef>,
+    /// For `superseded`: which version holds the result instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
-/// Timings of each step, measured by the functions themselves.
+/// Timings of the steps before load, measured by the functions themselves. Load's own
+/// time is not in the manifest: the manifest is the same bytes on every retry of load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepTimings {
     pub inspect_ms: u64,
     pub transform_ms: u64,
-    pub load_ms: u64,
 }
 
 /// The manifest written per processed object (`manifests/<key>.json`).
@@ -198,12 +205,16 @@ pub struct QuarantineReport {
     pub copy: Option<ObjectRef>,
 }
 
-/// Output of `Quarantine`: the execution's output for a quarantined object.
+/// Output of `Quarantine`: the execution's output for a quarantined (or superseded) object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineOutput {
     pub outcome: Outcome,
     pub error: String,
+    /// The key's report: this version's, or the newer one that superseded it.
     pub report: ObjectRef,
+    /// For `superseded`: which version holds the result instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
 }
 
 /// What an execution's output says, parsed by the CLI and the tests.
@@ -214,7 +225,9 @@ pub enum ExecutionOutput {
     Quarantined(QuarantineOutput),
 }
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the manifest and report layout. 2: per-version thumbnail and copy keys,
+/// no `load_ms`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[cfg(test)]
 mod tests {

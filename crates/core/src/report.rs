@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::payload::ExecutionOutput;
+use crate::payload::{ExecutionOutput, Outcome};
 
 /// The end state of one object, as users see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum ObjectStatus {
     Quarantined { error: String },
     /// The execution failed without quarantining (needs an operator).
     Failed { error: String, cause: String },
+    /// A newer write to the same key holds the result; this version wrote none.
+    Superseded { by: String },
     /// Still running.
     Running,
 }
@@ -29,6 +31,16 @@ impl ObjectStatus {
         match status {
             "RUNNING" | "PENDING_REDRIVE" => ObjectStatus::Running,
             "SUCCEEDED" => match output.map(serde_json::from_str::<ExecutionOutput>) {
+                Some(Ok(ExecutionOutput::Processed(p))) if p.outcome == Outcome::Superseded => {
+                    ObjectStatus::Superseded {
+                        by: p.superseded_by.unwrap_or_default(),
+                    }
+                }
+                Some(Ok(ExecutionOutput::Quarantined(q))) if q.outcome == Outcome::Superseded => {
+                    ObjectStatus::Superseded {
+                        by: q.superseded_by.unwrap_or_default(),
+                    }
+                }
                 Some(Ok(ExecutionOutput::Processed(_))) => ObjectStatus::Processed,
                 Some(Ok(ExecutionOutput::Quarantined(q))) => {
                     ObjectStatus::Quarantined { error: q.error }
@@ -54,6 +66,7 @@ impl ObjectStatus {
             ObjectStatus::Processed => "processed",
             ObjectStatus::Quarantined { .. } => "quarantined",
             ObjectStatus::Failed { .. } => "failed",
+            ObjectStatus::Superseded { .. } => "superseded",
             ObjectStatus::Running => "running",
         }
     }
@@ -97,6 +110,8 @@ pub struct Summary {
     pub quarantined: usize,
     pub failed: usize,
     pub running: usize,
+    /// Older versions whose result a newer write to the key holds.
+    pub superseded: usize,
 }
 
 impl Summary {
@@ -108,6 +123,7 @@ impl Summary {
                 ObjectStatus::Quarantined { .. } => s.quarantined += 1,
                 ObjectStatus::Failed { .. } => s.failed += 1,
                 ObjectStatus::Running => s.running += 1,
+                ObjectStatus::Superseded { .. } => s.superseded += 1,
             }
         }
         s
@@ -124,7 +140,11 @@ impl std::fmt::Display for Summary {
             self.processed,
             self.quarantined,
             self.failed + self.running
-        )
+        )?;
+        if self.superseded > 0 {
+            write!(f, " superseded={}", self.superseded)?;
+        }
+        Ok(())
     }
 }
 

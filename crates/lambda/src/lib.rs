@@ -12,6 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod fault;
+pub mod publish;
+
 /// Sets up `tracing`: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON` (Lambda's advanced
 /// logging controls), text otherwise; level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
 pub fn init_tracing() {
@@ -71,7 +74,10 @@ pub fn from_store(e: StoreError) -> PipelineError {
         StoreError::TooLarge { limit, .. } => PipelineError::TooLarge {
             detail: format!("object is larger than {limit} bytes"),
         },
-        StoreError::Failed { .. } => PipelineError::transient(e),
+        // Only reached when a writer gave up re-reading: the state machine retries it.
+        StoreError::Failed { .. } | StoreError::PreconditionFailed { .. } => {
+            PipelineError::transient(e)
+        }
     }
 }
 
@@ -86,7 +92,9 @@ where
     Fut: Future<Output = Result<O, PipelineError>>,
 {
     let handler = &handler;
+    let fault = &fault::FaultSwitch::from_env()?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        fault.trip().await;
         let input = parse_payload::<T>(event.payload)?;
         handler(input).await.map_err(FunctionError)
     }))

@@ -1,13 +1,17 @@
-//! Quarantine: copy the source under `quarantine/objects/`, write `quarantine/reports/<key>.json`.
+//! Quarantine: copy the rejected version to `quarantine/objects/<key>/<version tag>`, then
+//! publish `quarantine/reports/<key>.json`, unless a newer write to the key already has
+//! its report (then the copy goes again and the execution ends `superseded`).
 
 use pipeline_aws::{ObjectLocation, ObjectStore, StoreError};
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::key::ObjectKey;
+use pipeline_core::naming::version_tag;
 use pipeline_core::payload::{
     ObjectRef, Outcome, QuarantineInput, QuarantineOutput, QuarantineReport, SCHEMA_VERSION,
 };
 use pipeline_core::PipelineError;
 use pipeline_lambda::from_store;
+use pipeline_lambda::publish::{publish_result, Published};
 use tracing::{info, warn};
 
 /// Quarantines one object. A source that no longer exists is still reported (with no
@@ -19,10 +23,11 @@ pub async fn quarantine(
     now: String,
 ) -> Result<QuarantineOutput, PipelineError> {
     let source = &input.source;
-    let key = ObjectKey::from_decoded(source.key.clone())
-        .map_err(|e| PipelineError::invalid_event(format!("source key: {e}")))?;
+    let bad_key = |e| PipelineError::invalid_event(format!("source key: {e}"));
+    let key = ObjectKey::from_decoded(source.key.clone()).map_err(bad_key)?;
+    let tag = version_tag(source).map_err(bad_key)?;
     let layout = &config.layout;
-    let copy_key = layout.quarantine_object_key(&key);
+    let copy_key = layout.quarantine_object_key(&key, &tag);
     let copy = match store
         .copy(ObjectLocation::from(source), &layout.bucket, &copy_key)
         .await
@@ -47,22 +52,37 @@ pub async fn quarantine(
         quarantined_at: now,
         copy,
     };
-    let report_key = layout.quarantine_report_key(&key);
+    let report_ref = ObjectRef {
+        bucket: layout.bucket.clone(),
+        key: layout.quarantine_report_key(&key),
+    };
     let body = serde_json::to_vec_pretty(&report)
         .map_err(|e| PipelineError::invalid_event(format!("serialising report: {e}")))?;
-    store
-        .put(&layout.bucket, &report_key, body, "application/json")
-        .await
-        .map_err(from_store)?;
+    let published =
+        publish_result(store, &report_ref.bucket, &report_ref.key, &body, source).await?;
+    if let Published::Superseded { by } = published {
+        if let Some(copy) = &report.copy {
+            store
+                .delete(&copy.bucket, &copy.key)
+                .await
+                .map_err(from_store)?;
+        }
+        info!(bucket = %source.bucket, key = %source.key, superseded_by = %by,
+              execution = %report.execution_name, outcome = "superseded", "superseded");
+        return Ok(QuarantineOutput {
+            outcome: Outcome::Superseded,
+            error: report.error,
+            report: report_ref,
+            superseded_by: Some(by),
+        });
+    }
     info!(bucket = %source.bucket, key = %source.key, error = %report.error, cause = %report.cause,
           execution = %report.execution_name, outcome = "quarantined", "quarantined");
     Ok(QuarantineOutput {
         outcome: Outcome::Quarantined,
         error: report.error,
-        report: ObjectRef {
-            bucket: layout.bucket.clone(),
-            key: report_key,
-        },
+        report: report_ref,
+        superseded_by: None,
     })
 }
 
@@ -95,7 +115,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out.error, "InvalidImage");
-        let copy_key = format!("quarantine/objects/{}", input.source.key);
+        let tag = version_tag(&input.source).unwrap();
+        let copy_key = format!("quarantine/objects/{}/{tag}", input.source.key);
         assert_eq!(store.object("out", &copy_key).unwrap().0, b"broken");
         let (body, _) = store.object("out", &out.report.key).unwrap();
         let report: QuarantineReport = serde_json::from_slice(&body).unwrap();
@@ -103,6 +124,42 @@ mod tests {
         assert_eq!(report.cause, "invalid image: unexpected end of file");
         assert_eq!(report.execution_name, input.execution.name);
         assert_eq!(report.copy.map(|c| c.key), Some(copy_key));
+    }
+
+    #[tokio::test]
+    async fn quarantine_older_version_after_newer_keeps_newer_report() {
+        let store = MemoryStore::new();
+        let at = |id: &str, seq: &str| {
+            let mut input = fixture();
+            input.source.version_id = Some(id.into());
+            input.source.sequencer = Some(seq.into());
+            store.insert(
+                &input.source.bucket,
+                &input.source.key,
+                id.as_bytes().to_vec(),
+            );
+            input
+        };
+        let newer = at("v2", "0A");
+        let out = quarantine(newer.clone(), &store, &config(), "t2".into())
+            .await
+            .unwrap();
+        assert_eq!(out.outcome, Outcome::Quarantined);
+        let older = at("v1", "09");
+        let stale = quarantine(older.clone(), &store, &config(), "t1".into())
+            .await
+            .unwrap();
+        assert_eq!(stale.outcome, Outcome::Superseded);
+        let (body, _) = store.object("out", &out.report.key).unwrap();
+        let report: QuarantineReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.source, newer.source);
+        let stale_copy = format!(
+            "quarantine/objects/{}/{}",
+            older.source.key,
+            version_tag(&older.source).unwrap()
+        );
+        assert!(store.object("out", &stale_copy).is_none());
+        assert!(store.object("out", &report.copy.unwrap().key).is_some());
     }
 
     #[tokio::test]

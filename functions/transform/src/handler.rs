@@ -1,10 +1,12 @@
-//! Transform: read the inspected version, render thumbnails (pure core), write them.
+//! Transform: read the inspected version, render thumbnails (pure core), write them under
+//! the version's own directory (`thumbnails/<key>/<version tag>/<size>.jpg`).
 
 use std::time::Instant;
 
 use pipeline_aws::{ObjectLocation, ObjectStore};
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::key::ObjectKey;
+use pipeline_core::naming::version_tag;
 use pipeline_core::payload::{Thumbnail, TransformInput, TransformOutput};
 use pipeline_core::transform::{render_thumbnails, RenderedThumbnail};
 use pipeline_core::PipelineError;
@@ -23,6 +25,8 @@ pub async fn transform(
     })?;
     let key = ObjectKey::from_decoded(source.key.clone())
         .map_err(|e| PipelineError::invalid_event(format!("source key: {e}")))?;
+    let version_tag = version_tag(source)
+        .map_err(|e| PipelineError::invalid_event(format!("source key: {e}")))?;
     let bytes = store
         .get(ObjectLocation::from(source), config.max_object_bytes)
         .await
@@ -35,7 +39,8 @@ pub async fn transform(
     let layout = &config.layout;
     let mut thumbnails = Vec::with_capacity(rendered.len());
     for t in rendered {
-        let out_key = layout.thumbnail_key(&key, t.size, RenderedThumbnail::EXTENSION);
+        let out_key =
+            layout.thumbnail_key(&key, &version_tag, t.size, RenderedThumbnail::EXTENSION);
         let bytes = t.bytes.len() as u64;
         store
             .put(
@@ -112,11 +117,12 @@ mod tests {
             .iter()
             .map(|t| (t.key.as_str(), t.width, t.height))
             .collect();
+        let tag = version_tag(&input("a b/c.png", None).source).unwrap();
         assert_eq!(
             got,
             vec![
-                ("thumbnails/a b/c.png/1024.jpg", 1024, 512),
-                ("thumbnails/a b/c.png/256.jpg", 256, 128)
+                (&*format!("thumbnails/a b/c.png/{tag}/1024.jpg"), 1024, 512),
+                (&*format!("thumbnails/a b/c.png/{tag}/256.jpg"), 256, 128)
             ]
         );
         for t in &out.thumbnails {
