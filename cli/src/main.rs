@@ -2,6 +2,7 @@
 
 mod commands;
 mod load;
+mod operate;
 mod samples;
 mod table;
 
@@ -60,6 +61,45 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         artifacts: Option<PathBuf>,
     },
+    /// Start executions for input objects that still have no manifest or quarantine report
+    /// after a grace period (what the scheduled reconcile function does), under the same
+    /// deterministic names, so nothing already started is started again.
+    Reconcile {
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Leave objects younger than this to their S3 event.
+        #[arg(long, default_value_t = 900)]
+        grace_seconds: u64,
+        /// Starts in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Process objects that were in the input bucket before the pipeline (or outside its
+    /// notification filter): start one execution per object without a result. Running it
+    /// twice starts nothing new.
+    Backfill {
+        /// `s3://<input bucket>/<prefix>`
+        url: String,
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Starts in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// List the S3 events ingest failed to handle (its on-failure SQS queue); `--replay`
+    /// invokes ingest again with each and deletes the ones that succeed.
+    FailedEvents {
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        #[arg(long)]
+        replay: bool,
+        /// At most this many messages.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+    },
     /// Deploy (create or update) the stack through CloudFormation.
     Deploy {
         #[arg(long, default_value = "s3-pipeline")]
@@ -92,6 +132,20 @@ async fn main() -> std::process::ExitCode {
             prefix,
         } => commands::upload(&files, &stack, &prefix).await,
         Command::Executions { name, stack } => commands::executions(name.as_deref(), &stack).await,
+        Command::Reconcile {
+            stack,
+            prefix,
+            grace_seconds,
+            concurrency,
+        } => operate::reconcile(&stack, &prefix, grace_seconds, concurrency).await,
+        Command::Backfill {
+            url,
+            stack,
+            concurrency,
+        } => operate::backfill(&stack, &url, concurrency).await,
+        Command::FailedEvents { stack, replay, max } => {
+            operate::failed_events(&stack, replay, max).await
+        }
         Command::Deploy {
             stack,
             artifacts,

@@ -8,10 +8,17 @@ use anyhow::{bail, Context, Result};
 use zip::write::SimpleFileOptions;
 
 /// The functions, as binary names; each crate is `fn-<name>`.
-pub const FUNCTIONS: [&str; 5] = ["ingest", "inspect", "transform", "load", "quarantine"];
+pub const FUNCTIONS: [&str; 6] = [
+    "ingest",
+    "inspect",
+    "transform",
+    "load",
+    "quarantine",
+    "reconcile",
+];
 
 pub fn artifacts_dir(root: &Path) -> PathBuf {
-    root.join("target").join("lambda")
+    crate::target_dir(root).join("lambda")
 }
 
 /// Builds and zips every function; returns the zip paths.
@@ -36,7 +43,7 @@ pub fn run(root: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut zips = Vec::new();
     for f in FUNCTIONS {
-        let binary = root.join("target").join("release").join(f);
+        let binary = crate::target_dir(root).join("release").join(f);
         let elf =
             std::fs::read(&binary).with_context(|| format!("reading {}", binary.display()))?;
         check_elf_x86_64(&elf).with_context(|| format!("checking {}", binary.display()))?;

@@ -29,6 +29,7 @@ pub struct Clients {
     pub sfn: aws_sdk_sfn::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl Clients {
@@ -38,6 +39,7 @@ impl Clients {
             sfn: sfn_client(config),
             cloudformation: aws_sdk_cloudformation::Client::new(config),
             lambda: aws_sdk_lambda::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
     }
 }

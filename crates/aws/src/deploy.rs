@@ -12,7 +12,14 @@ use crate::clients::Clients;
 use crate::store::{error_chain, ObjectStore, S3Store};
 
 /// The Lambda functions of the pipeline, in deploy order; each ships as `<name>.zip`.
-pub const FUNCTIONS: [&str; 5] = ["ingest", "inspect", "transform", "load", "quarantine"];
+pub const FUNCTIONS: [&str; 6] = [
+    "ingest",
+    "inspect",
+    "transform",
+    "load",
+    "quarantine",
+    "reconcile",
+];
 
 /// What to deploy.
 #[derive(Debug, Clone)]
@@ -40,6 +47,8 @@ pub struct PipelineStack {
     pub state_machine_arn: String,
     /// Function names by short name (`ingest`, ...).
     pub functions: Vec<(String, String)>,
+    /// Where Lambda puts events ingest failed to handle (ingest's on-failure destination).
+    pub failure_queue_url: String,
 }
 
 impl PipelineStack {
@@ -83,6 +92,7 @@ impl PipelineStack {
             output_bucket: output("OutputBucketName")?,
             state_machine_arn: output("StateMachineArn")?,
             functions,
+            failure_queue_url: output("IngestFailureQueueUrl")?,
         })
     }
 }
@@ -312,7 +322,14 @@ mod tests {
         let names: Vec<String> = FUNCTIONS.iter().map(|f| pascal_case(f)).collect();
         assert_eq!(
             names,
-            ["Ingest", "Inspect", "Transform", "Load", "Quarantine"]
+            [
+                "Ingest",
+                "Inspect",
+                "Transform",
+                "Load",
+                "Quarantine",
+                "Reconcile"
+            ]
         );
         let template = include_str!("../../../infra/template.yaml");
         for name in names {

@@ -33,6 +33,17 @@ pub enum StartError {
 #[async_trait]
 pub trait ExecutionStarter: Send + Sync {
     async fn start(&self, name: &str, input_json: &str) -> Result<StartOutcome, StartError>;
+    /// The status (`RUNNING`, `SUCCEEDED`, `FAILED`, ...) of the execution with this name,
+    /// `None` when there is none.
+    async fn status(&self, name: &str) -> Result<Option<String>, StartError>;
+}
+
+/// The ARN of the execution `name` of the state machine `state_machine_arn`.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
 }
 
 /// [`ExecutionStarter`] over Step Functions.
@@ -84,12 +95,28 @@ impl ExecutionStarter for SfnStarter {
             },
         }
     }
+
+    async fn status(&self, name: &str) -> Result<Option<String>, StartError> {
+        let arn = execution_arn(&self.state_machine_arn, name);
+        match self
+            .client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.status().as_str().to_string())),
+            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
+            Err(e) => Err(StartError::Retryable(error_chain(&e))),
+        }
+    }
 }
 
 /// In-memory [`ExecutionStarter`] for unit tests: remembers names and inputs.
 #[derive(Debug, Default)]
 pub struct MemoryStarter {
     started: Mutex<BTreeMap<String, String>>,
+    statuses: Mutex<BTreeMap<String, String>>,
     /// Names whose start fails with a retryable error (to test partial failures).
     pub failing_names: Vec<String>,
 }
@@ -101,6 +128,13 @@ impl MemoryStarter {
 
     pub fn started(&self) -> BTreeMap<String, String> {
         self.started.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Sets the status an execution reports (started ones are `RUNNING` until set).
+    pub fn set_status(&self, name: &str, status: &str) {
+        if let Ok(mut m) = self.statuses.lock() {
+            m.insert(name.to_string(), status.to_string());
+        }
     }
 }
 
@@ -114,13 +148,33 @@ impl ExecutionStarter for MemoryStarter {
             .started
             .lock()
             .map_err(|_| StartError::Retryable("lock poisoned".into()))?;
-        if started.contains_key(name) {
+        let known = self
+            .statuses
+            .lock()
+            .map(|m| m.contains_key(name))
+            .unwrap_or(false);
+        if known || started.contains_key(name) {
             return Ok(StartOutcome::AlreadyExists);
         }
         started.insert(name.to_string(), input_json.to_string());
         Ok(StartOutcome::Started {
             execution_arn: format!("arn:aws:states:us-east-1:000000000000:execution:memory:{name}"),
         })
+    }
+
+    async fn status(&self, name: &str) -> Result<Option<String>, StartError> {
+        let explicit = self
+            .statuses
+            .lock()
+            .map_err(|_| StartError::Retryable("lock poisoned".into()))?
+            .get(name)
+            .cloned();
+        let started = self
+            .started
+            .lock()
+            .map_err(|_| StartError::Retryable("lock poisoned".into()))?
+            .contains_key(name);
+        Ok(explicit.or_else(|| started.then(|| "RUNNING".to_string())))
     }
 }
 
@@ -219,6 +273,23 @@ impl Executions {
 
     /// States entered and exited, in order.
     pub async fn state_events(&self, execution_arn: &str) -> Result<Vec<StateEvent>, String> {
+        self.history(execution_arn, state_event).await
+    }
+
+    /// Every failed task attempt, in order, as `(error, cause)`: what the retries saw.
+    pub async fn task_failures(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        self.history(execution_arn, task_failure).await
+    }
+
+    /// The execution's history events that `pick` maps to something, in order.
+    async fn history<T>(
+        &self,
+        execution_arn: &str,
+        pick: fn(&HistoryEvent) -> Option<T>,
+    ) -> Result<Vec<T>, String> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -228,10 +299,32 @@ impl Executions {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| error_chain(&e))?;
-            out.extend(page.events().iter().filter_map(state_event));
+            out.extend(page.events().iter().filter_map(pick));
         }
         Ok(out)
     }
+}
+
+/// A failed attempt of a Task: `TaskFailed` (MiniStack; AWS for service integrations) or
+/// `LambdaFunctionFailed` / `LambdaFunctionTimedOut` (AWS, for a function ARN Resource).
+fn task_failure(e: &HistoryEvent) -> Option<(String, String)> {
+    let pair = |error: Option<&str>, cause: Option<&str>| {
+        (
+            error.unwrap_or_default().to_string(),
+            cause.unwrap_or_default().to_string(),
+        )
+    };
+    if let Some(d) = e.task_failed_event_details() {
+        return Some(pair(d.error(), d.cause()));
+    }
+    if let Some(d) = e.task_timed_out_event_details() {
+        return Some(pair(d.error(), d.cause()));
+    }
+    if let Some(d) = e.lambda_function_failed_event_details() {
+        return Some(pair(d.error(), d.cause()));
+    }
+    e.lambda_function_timed_out_event_details()
+        .map(|d| pair(d.error(), d.cause()))
 }
 
 fn state_event(e: &HistoryEvent) -> Option<StateEvent> {

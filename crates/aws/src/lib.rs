@@ -8,12 +8,16 @@
 pub mod clients;
 pub mod deploy;
 pub mod executions;
+pub mod failures;
+pub mod reconcile;
 pub mod store;
 
 pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};
 pub use executions::{
-    ExecutionStarter, Executions, MemoryStarter, ObjectRun, SfnStarter, StartError, StartOutcome,
+    execution_arn, ExecutionStarter, Executions, MemoryStarter, ObjectRun, SfnStarter, StartError,
+    StartOutcome,
 };
 pub use store::{
     ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,
+    StoredObject, WriteCondition,
 };
