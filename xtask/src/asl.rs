@@ -17,14 +17,21 @@ pub const DEFINITION_PATH: &str = "state-machine/pipeline.asl.json";
 /// Where the CloudFormation template lives, relative to the workspace root.
 pub const TEMPLATE_PATH: &str = "infra/template.yaml";
 
-/// Errors every Task must retry: the Lambda service's own transient failures and the
-/// `Transient` error type the pipeline's functions raise.
-pub const TRANSIENT_ERRORS: [&str; 5] = [
+/// Errors every Task must retry: the Lambda service's own transient failures, the
+/// `Transient` error type the pipeline's functions raise, and a function that crashed
+/// (`Runtime.ExitError`), timed out (`Sandbox.Timedout`, `States.Timeout`) or failed
+/// without an error payload (`Lambda.Unknown`: out of memory on AWS; MiniStack also
+/// reports a throttled task this way).
+pub const TRANSIENT_ERRORS: [&str; 9] = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
     "Transient",
+    "Lambda.Unknown",
+    "Runtime.ExitError",
+    "Sandbox.Timedout",
+    "States.Timeout",
 ];
 
 /// Prefix of the stand-in ARNs put in place of the placeholders for statelint.
@@ -457,8 +464,7 @@ mod tests {
 
     fn retry() -> Value {
         json!([
-            {"ErrorEquals": TRANSIENT_ERRORS, "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0},
-            {"ErrorEquals": ["States.Timeout"], "MaxAttempts": 1}
+            {"ErrorEquals": TRANSIENT_ERRORS, "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}
         ])
     }
 

@@ -18,8 +18,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .ok_or_else(|| PipelineError::config("STATE_MACHINE_ARN is not set"))?;
     let starter = SfnStarter::new(sfn_client(&load_sdk_config().await), arn);
     let (starter, layout) = (&starter, &config.layout);
+    let fault = &pipeline_lambda::fault::FaultSwitch::from_env()?;
     // The raw event is taken as JSON so that one malformed record cannot fail the others.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        fault.trip().await;
         handler::handle(&event.payload, layout, starter)
             .await
             .map_err(pipeline_lambda::FunctionError)
