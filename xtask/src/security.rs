@@ -40,14 +40,34 @@ const OWN_LOGS: [(&str, &str); 2] = [
     ("logs:PutLogEvents", "<own log group>"),
 ];
 
-const EXPECTED_ROLES: [Expected; 5] = [
+const EXPECTED_ROLES: [Expected; 6] = [
     (
         "IngestFunction",
         "IngestRole",
-        &[(
-            "states:StartExecution",
-            "arn:aws:states:{region}:{account}:stateMachine:{stack}-pipeline",
-        )],
+        &[
+            (
+                "states:StartExecution",
+                "arn:aws:states:{region}:{account}:stateMachine:{stack}-pipeline",
+            ),
+            ("sqs:SendMessage", "<arn of IngestFailureQueue>"),
+        ],
+    ),
+    (
+        "ReconcileFunction",
+        "ReconcileRole",
+        &[
+            ("s3:ListBucket", INPUT_BUCKET),
+            ("s3:ListBucketVersions", INPUT_BUCKET),
+            ("s3:ListBucket", "arn:aws:s3:::{stack}-output-{account}"),
+            (
+                "states:StartExecution",
+                "arn:aws:states:{region}:{account}:stateMachine:{stack}-pipeline",
+            ),
+            (
+                "states:DescribeExecution",
+                "arn:aws:states:{region}:{account}:execution:{stack}-pipeline:*",
+            ),
+        ],
     ),
     (
         "InspectFunction",
@@ -74,10 +94,20 @@ const EXPECTED_ROLES: [Expected; 5] = [
     (
         "LoadFunction",
         "LoadRole",
-        &[(
-            "s3:PutObject",
-            "arn:aws:s3:::{stack}-output-{account}/manifests/*",
-        )],
+        &[
+            (
+                "s3:GetObject",
+                "arn:aws:s3:::{stack}-output-{account}/manifests/*",
+            ),
+            (
+                "s3:PutObject",
+                "arn:aws:s3:::{stack}-output-{account}/manifests/*",
+            ),
+            (
+                "s3:DeleteObject",
+                "arn:aws:s3:::{stack}-output-{account}/thumbnails/*",
+            ),
+        ],
     ),
     (
         "QuarantineFunction",
@@ -94,6 +124,14 @@ const EXPECTED_ROLES: [Expected; 5] = [
                 "s3:PutObject",
                 "arn:aws:s3:::{stack}-output-{account}/quarantine/reports/*",
             ),
+            (
+                "s3:DeleteObject",
+                "arn:aws:s3:::{stack}-output-{account}/quarantine/objects/*",
+            ),
+            (
+                "s3:GetObject",
+                "arn:aws:s3:::{stack}-output-{account}/quarantine/reports/*",
+            ),
         ],
     ),
 ];
@@ -107,11 +145,12 @@ const STATE_MACHINE_INVOKES: [&str; 4] = [
     "QuarantineFunction",
 ];
 
-/// Which environment variable names the prefix each writing function may write under.
-const WRITE_PREFIX_VARIABLES: [(&str, &str); 3] = [
-    ("TransformFunction", "THUMBNAILS_PREFIX"),
-    ("LoadFunction", "MANIFESTS_PREFIX"),
-    ("QuarantineFunction", "QUARANTINE_PREFIX"),
+/// Which environment variables name the prefixes each writing function may write under.
+/// Load also removes the thumbnails of a version that lost to a newer write.
+const WRITE_PREFIX_VARIABLES: [(&str, &[&str]); 3] = [
+    ("TransformFunction", &["THUMBNAILS_PREFIX"]),
+    ("LoadFunction", &["MANIFESTS_PREFIX", "THUMBNAILS_PREFIX"]),
+    ("QuarantineFunction", &["QUARANTINE_PREFIX"]),
 ];
 
 /// S3 actions that create, replace or remove objects.
@@ -511,21 +550,32 @@ fn check_roles(template: &Template, problems: &mut Vec<String>) {
     // Rules that hold whatever the table says.
     for (role, granted) in &all_grants {
         for (action, resource) in granted {
-            if action.starts_with("s3:Delete") {
+            let per_version_output = resource.contains("-output-")
+                && (resource.ends_with("/thumbnails/*")
+                    || resource.ends_with("/quarantine/objects/*"));
+            if action.starts_with("s3:Delete")
+                && !(action == "s3:DeleteObject" && per_version_output)
+            {
                 problems.push(format!(
-                    "role {role} may delete ({action} on {resource}): nothing in the pipeline deletes"
+                    "role {role} may delete ({action} on {resource}): the pipeline only deletes the per-version outputs of a superseded version (thumbnails/, quarantine/objects/ in the output bucket)"
                 ));
             }
         }
     }
-    for (function, variable) in WRITE_PREFIX_VARIABLES {
-        let Some(prefix) = template
-            .property(function, &["Environment", "Variables", variable])
-            .map(|p| template.render(p))
-        else {
-            problems.push(format!("{function} has no {variable} in its environment"));
+    for (function, variables) in WRITE_PREFIX_VARIABLES {
+        let mut allowed = Vec::new();
+        for variable in variables {
+            match template
+                .property(function, &["Environment", "Variables", variable])
+                .map(|p| template.render(p))
+            {
+                Some(prefix) => allowed.push(prefix),
+                None => problems.push(format!("{function} has no {variable} in its environment")),
+            }
+        }
+        if allowed.len() != variables.len() {
             continue;
-        };
+        }
         let role = template
             .property(function, &["Role"])
             .and_then(|r| template.target_id(r))
@@ -537,14 +587,18 @@ fn check_roles(template: &Template, problems: &mut Vec<String>) {
             .property(function, &["Environment", "Variables", "OUTPUT_BUCKET"])
             .map(|b| template.render(b))
             .unwrap_or_default();
-        let allowed = format!("arn:aws:s3:::{bucket}/{prefix}");
         for (action, resource) in granted {
             if !S3_WRITE_ACTIONS.contains(&action.as_str()) {
                 continue;
             }
-            if !resource.starts_with(&allowed) {
+            if !allowed
+                .iter()
+                .any(|prefix| resource.starts_with(&format!("arn:aws:s3:::{bucket}/{prefix}")))
+            {
                 problems.push(format!(
-                    "role {role} may {action} on {resource}, outside the output prefix {prefix} its function writes ({variable})"
+                    "role {role} may {action} on {resource}, outside the output prefixes {} its function writes ({})",
+                    allowed.join(", "),
+                    variables.join(", ")
                 ));
             }
         }
@@ -771,23 +825,26 @@ mod tests {
     #[test]
     fn security_wildcard_s3_action_is_reported() {
         let text = mutated(
-            "Sid: WriteManifests\n                Effect: Allow\n                Action: s3:PutObject",
-            "Sid: WriteManifests\n                Effect: Allow\n                Action: \"s3:*\"",
+            "Sid: RemoveThumbnailsOfSupersededVersions\n                Effect: Allow\n                Action: s3:DeleteObject",
+            "Sid: RemoveThumbnailsOfSupersededVersions\n                Effect: Allow\n                Action: \"s3:*\"",
         );
         assert_reported(&text, &["LoadRole", "wildcard action `s3:*`"]);
     }
 
     #[test]
     fn security_wildcard_states_action_is_reported() {
-        let text = mutated("Action: states:StartExecution", "Action: \"states:*\"");
+        let text = mutated(
+            "Sid: StartPipelineExecution\n                Effect: Allow\n                Action: states:StartExecution\n                Resource: !Ref StateMachine\n              - Sid: SendFailedEventsToTheFailureQueue",
+            "Sid: StartPipelineExecution\n                Effect: Allow\n                Action: \"states:*\"\n                Resource: !Ref StateMachine\n              - Sid: SendFailedEventsToTheFailureQueue",
+        );
         assert_reported(&text, &["IngestRole", "wildcard action `states:*`"]);
     }
 
     #[test]
     fn security_star_action_and_star_resource_are_reported() {
         let text = mutated(
-            "Action: states:StartExecution\n                Resource: !Ref StateMachine",
-            "Action: \"*\"\n                Resource: \"*\"",
+            "Action: states:StartExecution\n                Resource: !Ref StateMachine\n              - Sid: SendFailedEventsToTheFailureQueue",
+            "Action: \"*\"\n                Resource: \"*\"\n              - Sid: SendFailedEventsToTheFailureQueue",
         );
         assert_reported(&text, &["IngestRole", "wildcard action `*`"]);
         assert_reported(&text, &["IngestRole", "every resource"]);
@@ -827,7 +884,10 @@ mod tests {
             "Resource: !Sub \"${OutputBucket.Arn}/manifests/*\"",
             "Resource: !Sub \"${OutputBucket.Arn}/*\"",
         );
-        assert_reported(&text, &["LoadRole", "outside the output prefix manifests/"]);
+        assert_reported(
+            &text,
+            &["LoadRole", "outside the output prefixes manifests/"],
+        );
         assert_reported(&text, &["LoadRole", "lacks s3:PutObject", "manifests/*"]);
     }
 
@@ -839,7 +899,7 @@ mod tests {
         );
         assert_reported(
             &text,
-            &["QuarantineRole", "outside the output prefix quarantine/"],
+            &["QuarantineRole", "outside the output prefixes quarantine/"],
         );
     }
 
@@ -854,17 +914,24 @@ mod tests {
         let tail = tail.replacen("MANIFESTS_PREFIX: manifests/", "MANIFESTS_PREFIX: meta/", 1);
         assert_reported(
             &format!("{head}{tail}"),
-            &["LoadRole", "outside the output prefix meta/"],
+            &["LoadRole", "outside the output prefixes meta/"],
         );
     }
 
     #[test]
     fn security_delete_permission_is_reported() {
+        // Deleting a manifest (the key's result) is never needed.
         let text = mutated(
-            "Sid: WriteManifests\n                Effect: Allow\n                Action: s3:PutObject",
-            "Sid: WriteManifests\n                Effect: Allow\n                Action: [s3:PutObject, s3:DeleteObject]",
+            "Action:\n                  - s3:GetObject\n                  - s3:PutObject\n                Resource: !Sub \"${OutputBucket.Arn}/manifests/*\"",
+            "Action:\n                  - s3:GetObject\n                  - s3:PutObject\n                  - s3:DeleteObject\n                Resource: !Sub \"${OutputBucket.Arn}/manifests/*\"",
         );
-        assert_reported(&text, &["LoadRole", "may delete"]);
+        assert_reported(&text, &["LoadRole", "may delete", "manifests/*"]);
+        // Nor is deleting an object version, even of a per-version output.
+        let text = mutated(
+            "Sid: RemoveThumbnailsOfSupersededVersions\n                Effect: Allow\n                Action: s3:DeleteObject",
+            "Sid: RemoveThumbnailsOfSupersededVersions\n                Effect: Allow\n                Action: s3:DeleteObjectVersion",
+        );
+        assert_reported(&text, &["LoadRole", "may delete", "DeleteObjectVersion"]);
     }
 
     #[test]
@@ -911,8 +978,16 @@ mod tests {
 
     #[test]
     fn security_invoke_permission_without_source_account_is_reported() {
-        let text = mutated("      SourceAccount: !Ref AWS::AccountId\n", "");
+        let text = mutated(
+            "      SourceArn: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}\"\n      SourceAccount: !Ref AWS::AccountId\n",
+            "      SourceArn: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}\"\n",
+        );
         assert_reported(&text, &["IngestInvokePermission has no SourceAccount"]);
+        let text = mutated(
+            "      SourceArn: !GetAtt ReconcileScheduleRule.Arn\n      SourceAccount: !Ref AWS::AccountId\n",
+            "      SourceArn: !GetAtt ReconcileScheduleRule.Arn\n",
+        );
+        assert_reported(&text, &["ReconcileInvokePermission has no SourceAccount"]);
     }
 
     #[test]
