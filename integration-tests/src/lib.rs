@@ -17,6 +17,15 @@ pub mod hostile;
 /// How long a test waits for its executions.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Whether the state machine's Retry backoff and Wait states take their real time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waits {
+    /// Instant (`SFN_WAIT_SCALE=0`): most tests.
+    Instant,
+    /// As written in the definition: tests that act between two attempts.
+    Real,
+}
+
 /// A deployed pipeline on its own emulator. Dropping it stops everything.
 pub struct TestPipeline {
     pub local: LocalPipeline,
@@ -35,6 +44,15 @@ impl TestPipeline {
         stack_name: &str,
         parameters: Vec<(String, String)>,
     ) -> Result<Self> {
+        Self::start_with(stack_name, parameters, Waits::Instant).await
+    }
+
+    /// [`Self::start_with_parameters`], choosing whether Retry backoff really waits.
+    pub async fn start_with(
+        stack_name: &str,
+        parameters: Vec<(String, String)>,
+        waits: Waits,
+    ) -> Result<Self> {
         let paths = RepoPaths::from_workspace();
         for f in pipeline_aws::deploy::FUNCTIONS {
             let zip = paths.artifacts.join(format!("{f}.zip"));
@@ -46,9 +64,13 @@ impl TestPipeline {
                 );
             }
         }
-        let options = EmulatorOptions {
+        let extra_env = match waits {
             // Retry backoff sleeps are instant, so retried steps don't slow the suite.
-            extra_env: vec![("SFN_WAIT_SCALE".into(), "0".into())],
+            Waits::Instant => vec![("SFN_WAIT_SCALE".into(), "0".into())],
+            Waits::Real => Vec::new(),
+        };
+        let options = EmulatorOptions {
+            extra_env,
             ..EmulatorOptions::default()
         };
         let local = LocalPipeline::start(stack_name, &paths, parameters, options)
@@ -142,27 +164,94 @@ impl TestPipeline {
 
     /// Invokes the ingest function directly with `event`, as S3 would; returns its report.
     pub async fn invoke_ingest(&self, event: &Value) -> Result<Value> {
-        let name = self
-            .local
+        self.invoke("ingest", event).await
+    }
+
+    /// The deployed name of a function (`ingest`, `transform`, ...).
+    pub fn function(&self, short: &str) -> Result<&str> {
+        self.local
             .stack
-            .function("ingest")
-            .ok_or_else(|| anyhow!("stack has no ingest function"))?;
+            .function(short)
+            .ok_or_else(|| anyhow!("stack has no {short} function"))
+    }
+
+    /// Sets (`Some`) or removes (`None`) environment variables of a function, and
+    /// optionally its timeout, as an operator would with UpdateFunctionConfiguration.
+    pub async fn configure_function(
+        &self,
+        short: &str,
+        vars: &[(&str, Option<&str>)],
+        timeout_seconds: Option<i32>,
+    ) -> Result<()> {
+        let name = self.function(short)?;
+        let lambda = &self.local.clients.lambda;
+        let current = lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .with_context(|| format!("reading the configuration of {name}"))?;
+        let mut env = current
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in vars {
+            match v {
+                Some(v) => env.insert((*k).to_string(), (*v).to_string()),
+                None => env.remove(*k),
+            };
+        }
+        lambda
+            .update_function_configuration()
+            .function_name(name)
+            .environment(
+                aws_sdk_lambda::types::Environment::builder()
+                    .set_variables(Some(env))
+                    .build(),
+            )
+            .set_timeout(timeout_seconds)
+            .send()
+            .await
+            .with_context(|| format!("updating the configuration of {name}"))?;
+        Ok(())
+    }
+
+    /// Reserved concurrency of a function (the Lambda throttle).
+    pub async fn set_reserved_concurrency(&self, short: &str, n: i32) -> Result<()> {
+        let name = self.function(short)?;
+        self.local
+            .clients
+            .lambda
+            .put_function_concurrency()
+            .function_name(name)
+            .reserved_concurrent_executions(n)
+            .send()
+            .await
+            .with_context(|| format!("setting the concurrency of {name}"))?;
+        Ok(())
+    }
+
+    /// Invokes a function synchronously with `payload`; its result, or an error naming
+    /// the function error.
+    pub async fn invoke(&self, short: &str, payload: &Value) -> Result<Value> {
+        let name = self.function(short)?;
         let out = self
             .local
             .clients
             .lambda
             .invoke()
             .function_name(name)
-            .payload(Blob::new(serde_json::to_vec(event)?))
+            .payload(Blob::new(serde_json::to_vec(payload)?))
             .send()
             .await
-            .context("invoking ingest")?;
-        let payload: Value =
+            .with_context(|| format!("invoking {short}"))?;
+        let result: Value =
             serde_json::from_slice(out.payload().map(|b| b.as_ref()).unwrap_or(b"null"))?;
         if let Some(err) = out.function_error() {
-            bail!("ingest failed ({err}): {payload}");
+            bail!("{short} failed ({err}): {result}");
         }
-        Ok(payload)
+        Ok(result)
     }
 
     /// An S3 ObjectCreated notification for an object in the input bucket, shaped and

@@ -521,8 +521,7 @@ fn prepare(root: &Path) -> Result<Peers> {
         "thumbnail",
     ]))?;
     Ok(Peers {
-        thumbnail: root
-            .join("target")
+        thumbnail: crate::target_dir(root)
             .join("release")
             .join("examples")
             .join("thumbnail"),

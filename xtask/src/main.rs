@@ -50,12 +50,14 @@ fn main() -> Result<()> {
             let mut cli = vec![command.clone(), "--artifacts".into()];
             cli.push(artifacts.display().to_string());
             cli.extend(rest);
-            cargo(&root, &["run", "--quiet", "-p", "pipeline-cli", "--"], &cli)
+            run_pipeline_cli(&root, &cli)
         }
         "test" => {
             ensure_test_photos()?;
             package::run(&root)?;
             lint::run(&root)?;
+            // The recovery tests run the `pipeline` binary as a user would.
+            cargo(&root, &BUILD_BINS, &[])?;
             cargo(
                 &root,
                 &[
@@ -100,6 +102,41 @@ fn ensure_test_photos() -> Result<()> {
         bail!("the e2e suite needs real photos: run `apt-get install ukui-wallpapers` as root, or set PIPELINE_PHOTOS to a folder with firstgeneration.jpg, the-mouse.jpg and desert.png");
     }
     Ok(())
+}
+
+/// Builds every binary with the feature set the tests use, so `demo`, `load` and `test`
+/// share one build of the SDK crates (`cargo run -p pipeline-cli` alone would build them
+/// again with other features).
+const BUILD_BINS: [&str; 5] = [
+    "build",
+    "--workspace",
+    "--bins",
+    "--features",
+    "integration-tests/e2e",
+];
+
+/// Runs `target/debug/pipeline` with `args`, building it first.
+fn run_pipeline_cli(root: &Path, args: &[String]) -> Result<()> {
+    cargo(root, &BUILD_BINS, &[])?;
+    let cli = target_dir(root).join("debug").join("pipeline");
+    let status = Command::new(&cli)
+        .current_dir(root)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", cli.display()))?;
+    if !status.success() {
+        bail!("`pipeline {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace root when
+/// relative) or `<root>/target`, so packaging and the CLI find what cargo built.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

@@ -22,12 +22,16 @@ pub struct RepoPaths {
 }
 
 impl RepoPaths {
-    /// Paths inside this workspace; `PIPELINE_ARTIFACTS` overrides the zips' folder.
+    /// Paths inside this workspace; `PIPELINE_ARTIFACTS` overrides the zips' folder,
+    /// which is `lambda/` in cargo's target directory (`CARGO_TARGET_DIR` when set).
     pub fn from_workspace() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|d| root.join(d))
+            .unwrap_or_else(|| root.join("target"));
         let artifacts = std::env::var_os("PIPELINE_ARTIFACTS")
             .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target/lambda"));
+            .unwrap_or_else(|| target.join("lambda"));
         RepoPaths {
             template: root.join("infra/template.yaml"),
             definition: root.join("state-machine/pipeline.asl.json"),
