@@ -234,6 +234,92 @@ impl Executions {
     }
 }
 
+/// One event of an execution's history, reduced to what a reader shows: its id, type,
+/// time, the state it names (entered / exited events) and its error, cause or payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    pub id: i64,
+    /// The event type as Step Functions names it, e.g. `TaskStateEntered`, `LambdaFunctionFailed`.
+    pub kind: String,
+    pub epoch_ms: i64,
+    /// The state's name, for `*StateEntered` / `*StateExited` events.
+    pub state: Option<String>,
+    /// `error: cause` of a failure event, or the input / output of a state or execution.
+    pub detail: Option<String>,
+}
+
+impl Executions {
+    /// The whole history of one execution, oldest first.
+    pub async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryItem>, String> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| error_chain(&e))?;
+            out.extend(page.events().iter().map(history_item));
+        }
+        Ok(out)
+    }
+
+    /// The deployed definition (ASL JSON text) of a state machine.
+    pub async fn definition(&self, state_machine_arn: &str) -> Result<String, String> {
+        let d = self
+            .client
+            .describe_state_machine()
+            .state_machine_arn(state_machine_arn)
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        Ok(d.definition().to_string())
+    }
+}
+
+fn history_item(e: &HistoryEvent) -> HistoryItem {
+    let failure = |error: Option<&str>, cause: Option<&str>| {
+        Some(format!(
+            "{}: {}",
+            error.unwrap_or_default(),
+            cause.unwrap_or_default()
+        ))
+    };
+    let (state, detail) = if let Some(d) = e.state_entered_event_details() {
+        (Some(d.name().to_string()), d.input().map(str::to_string))
+    } else if let Some(d) = e.state_exited_event_details() {
+        (Some(d.name().to_string()), d.output().map(str::to_string))
+    } else if let Some(d) = e.lambda_function_failed_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.lambda_function_timed_out_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.task_failed_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.task_timed_out_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.execution_failed_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.lambda_function_succeeded_event_details() {
+        (None, d.output().map(str::to_string))
+    } else if let Some(d) = e.task_succeeded_event_details() {
+        (None, d.output().map(str::to_string))
+    } else if let Some(d) = e.execution_succeeded_event_details() {
+        (None, d.output().map(str::to_string))
+    } else if let Some(d) = e.execution_started_event_details() {
+        (None, d.input().map(str::to_string))
+    } else {
+        (None, None)
+    };
+    HistoryItem {
+        id: e.id(),
+        kind: e.r#type().as_str().to_string(),
+        epoch_ms: epoch_ms(e.timestamp()),
+        state,
+        detail,
+    }
+}
+
 fn state_event(e: &HistoryEvent) -> Option<StateEvent> {
     let at = epoch_ms(e.timestamp());
     if let Some(d) = e.state_entered_event_details() {

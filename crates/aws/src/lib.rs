@@ -8,11 +8,14 @@
 pub mod clients;
 pub mod deploy;
 pub mod executions;
+#[cfg(feature = "logs")]
+pub mod logs;
 pub mod store;
 
 pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};
 pub use executions::{
-    ExecutionStarter, Executions, MemoryStarter, ObjectRun, SfnStarter, StartError, StartOutcome,
+    ExecutionStarter, ExecutionSummary, Executions, HistoryItem, MemoryStarter, ObjectRun,
+    SfnStarter, StartError, StartOutcome,
 };
 pub use store::{
     ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,
