@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use fantoccini::{Client, ClientBuilder, Locator};
 use integration_tests::{announce, photo, TestPipeline};
 use pipeline_core::report::ObjectStatus;
@@ -175,6 +175,18 @@ async fn open_execution(
     )
 }
 
+/// `assert_eq!` that returns an error instead of panicking, so the page's screenshot is
+/// still taken when a check in the browser fails.
+macro_rules! same {
+    ($got:expr, $expected:expr $(,)?) => {
+        same!($got, $expected, "{}", stringify!($got))
+    };
+    ($got:expr, $expected:expr, $($what:tt)+) => {{
+        let (got, expected) = (&$got, &$expected);
+        ensure!(got == expected, "{}: got {got:?}, expected {expected:?}", format!($($what)+));
+    }};
+}
+
 fn fill_of(status: &str) -> &'static str {
     match status {
         "succeeded" => SUCCEEDED_FILL,
@@ -209,7 +221,8 @@ async fn text_of(c: &Client, css: &str) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_shows_statuses_graph_thumbnails_and_runs_an_upload_in_a_browser() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().unwrap_or(manifest_dir);
     let artifacts = root.join("target/ci-artifacts");
     std::fs::create_dir_all(&artifacts)?;
     // Fail early and loudly when the browser is missing, before starting an emulator.
@@ -282,7 +295,7 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
     )
     .await?;
     let rows = list_rows(c).await?;
-    assert_eq!(
+    same!(
         rows,
         BTreeMap::from([
             ("bad/notes.jpg".to_string(), "quarantined".to_string()),
@@ -291,10 +304,10 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
         ])
     );
     let shown = text_of(c, "#executions tbody").await?;
-    assert!(!shown.contains("succeeded"), "list shows: {shown}");
-    assert_eq!(text_of(c, "#count-processed").await?, "1");
-    assert_eq!(text_of(c, "#count-quarantined").await?, "2");
-    assert_eq!(text_of(c, "#count-failed").await?, "0");
+    ensure!(!shown.contains("succeeded"), "list shows: {shown}");
+    same!(text_of(c, "#count-processed").await?, "1");
+    same!(text_of(c, "#count-quarantined").await?, "2");
+    same!(text_of(c, "#count-failed").await?, "0");
 
     // The status filter.
     c.execute(
@@ -341,7 +354,7 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
     )
     .await?;
     eprintln!("console test: thumbnails {thumbs}");
-    assert!(
+    ensure!(
         text_of(c, "#quarantine").await?.is_empty()
             || !c
                 .find(Locator::Css("#quarantine"))
@@ -366,11 +379,11 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
             ("QuarantineFailed", "not-run"),
         ],
     )?;
-    assert_eq!(text_of(c, "#quarantine-error").await?, "UnsupportedType");
+    same!(text_of(c, "#quarantine-error").await?, "UnsupportedType");
     let reason = text_of(c, "#quarantine-reason").await?;
-    assert!(!reason.trim().is_empty(), "a quarantine reason is shown");
+    ensure!(!reason.trim().is_empty(), "a quarantine reason is shown");
     let report = p.quarantine_report("bad/notes.jpg").await?;
-    assert_eq!(reason, report.cause, "the reason is the report's cause");
+    same!(reason, report.cause, "the reason is the report's cause");
 
     // A truncated JPEG: the step that rejected it is red, Quarantine green, Load never ran.
     let states = open_execution(c, base, "bad/truncated.jpg").await?;
@@ -389,11 +402,11 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
         .filter(|(_, (status, fill))| status == "failed" && fill == FAILED_FILL)
         .map(|(name, _)| name)
         .collect();
-    assert!(
+    ensure!(
         red == ["Inspect"] || red == ["Transform"],
         "exactly the rejecting step is red: {states:?}"
     );
-    assert_eq!(text_of(c, "#quarantine-error").await?, "InvalidImage");
+    same!(text_of(c, "#quarantine-error").await?, "InvalidImage");
 
     // Upload through the page (the file input behind the drop zone); it appears and finishes.
     let upload_dir = root.join("target/ci-artifacts/upload");
@@ -412,7 +425,7 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
          return tr !== null && tr.dataset.status === 'processed';",
     )
     .await?;
-    assert!(text_of(c, "#upload-status")
+    ensure!(text_of(c, "#upload-status")
         .await?
         .contains("uploaded 1 file"));
     let uploaded = p.runs_now().await?;
@@ -420,7 +433,7 @@ async fn check_in_browser(c: &Client, base: &str, p: &TestPipeline, root: &Path)
         .iter()
         .find(|r| r.key == "dropped.jpg")
         .ok_or_else(|| anyhow!("no execution for the page's upload"))?;
-    assert_eq!(dropped.status, ObjectStatus::Processed);
+    same!(dropped.status, ObjectStatus::Processed);
     let states = open_execution(c, base, "dropped.jpg").await?;
     check_states(
         "dropped.jpg",
