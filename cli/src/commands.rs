@@ -17,7 +17,7 @@ use pipeline_emulator::EmulatorOptions;
 use crate::progress::Progress;
 use crate::retry::{plan_retries, PastRun};
 use crate::{samples, table};
-use pipeline_aws::{ExecutionStarter, SfnStarter, StartOutcome};
+use pipeline_aws::{ExecutionStarter, ExecutionSummary, SfnStarter, StartOutcome};
 use pipeline_cli::console::{self, model::ExecutionRow, RowCache};
 
 const DEMO_STACK: &str = "demo";
@@ -216,7 +216,10 @@ pub async fn upload(files: &[PathBuf], stack: &str, prefix: &str) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn executions(name: Option<&str>, stack: &str) -> Result<ExitCode> {
+/// The stack's clients, outputs, execution reader and current executions.
+async fn stack_executions(
+    stack: &str,
+) -> Result<(Clients, PipelineStack, Executions, Vec<ExecutionSummary>)> {
     let clients = aws_clients().await;
     let stack = PipelineStack::describe(&clients, stack).await?;
     let executions = Executions::new(clients.sfn.clone());
@@ -224,6 +227,11 @@ pub async fn executions(name: Option<&str>, stack: &str) -> Result<ExitCode> {
         .list(&stack.state_machine_arn)
         .await
         .map_err(|e| anyhow!(e))?;
+    Ok((clients, stack, executions, summaries))
+}
+
+pub async fn executions(name: Option<&str>, stack: &str) -> Result<ExitCode> {
+    let (_, _, executions, summaries) = stack_executions(stack).await?;
     match name {
         None => {
             let mut rows = Vec::new();
@@ -466,13 +474,7 @@ fn format_ms(ms: i64) -> String {
 
 /// `retry`: one new execution per object whose latest execution was quarantined.
 pub async fn retry(stack: &str) -> Result<ExitCode> {
-    let clients = aws_clients().await;
-    let stack = PipelineStack::describe(&clients, stack).await?;
-    let executions = Executions::new(clients.sfn.clone());
-    let summaries = executions
-        .list(&stack.state_machine_arn)
-        .await
-        .map_err(|e| anyhow!(e))?;
+    let (clients, stack, executions, summaries) = stack_executions(stack).await?;
     let mut runs = Vec::new();
     for s in &summaries {
         let detail = executions.describe(&s.arn).await.map_err(|e| anyhow!(e))?;
@@ -486,7 +488,10 @@ pub async fn retry(stack: &str) -> Result<ExitCode> {
     }
     let plans = plan_retries(&runs);
     if plans.is_empty() {
-        eprintln!("retry: no object's latest execution is quarantined; nothing to start");
+        eprintln!(
+            "retry: nothing to start (no object version whose latest execution is a finished \
+             quarantine with no execution still running)"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let starter = SfnStarter::new(clients.sfn.clone(), stack.state_machine_arn.clone());

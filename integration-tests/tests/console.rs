@@ -269,7 +269,7 @@ async fn console_shows_statuses_graph_thumbnails_and_runs_an_upload_in_a_browser
     );
 
     let c = browser(&driver).await?;
-    let checked = check_in_browser(&c, &base, &p, &root).await;
+    let checked = check_in_browser(&c, &base, &p, root).await;
     // A screenshot of wherever the page is, passed or failed.
     let shot = artifacts.join("console.png");
     match c.screenshot().await {

@@ -217,20 +217,20 @@ impl Executions {
         })
     }
 
-    /// States entered and exited, in order.
+    /// States entered and exited, in order (from [`Executions::history`]).
     pub async fn state_events(&self, execution_arn: &str) -> Result<Vec<StateEvent>, String> {
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .get_execution_history()
-            .execution_arn(execution_arn)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| error_chain(&e))?;
-            out.extend(page.events().iter().filter_map(state_event));
-        }
-        Ok(out)
+        Ok(self
+            .history(execution_arn)
+            .await?
+            .into_iter()
+            .filter_map(|h| {
+                Some(StateEvent {
+                    entered: h.kind.ends_with("StateEntered"),
+                    state: h.state?,
+                    epoch_ms: h.epoch_ms,
+                })
+            })
+            .collect())
     }
 }
 
@@ -318,22 +318,6 @@ fn history_item(e: &HistoryEvent) -> HistoryItem {
         state,
         detail,
     }
-}
-
-fn state_event(e: &HistoryEvent) -> Option<StateEvent> {
-    let at = epoch_ms(e.timestamp());
-    if let Some(d) = e.state_entered_event_details() {
-        return Some(StateEvent {
-            state: d.name().to_string(),
-            entered: true,
-            epoch_ms: at,
-        });
-    }
-    e.state_exited_event_details().map(|d| StateEvent {
-        state: d.name().to_string(),
-        entered: false,
-        epoch_ms: at,
-    })
 }
 
 /// One object's execution, classified: what the demo table and the tests look at.
