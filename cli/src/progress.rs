@@ -41,7 +41,8 @@ impl Progress {
             }
             None => {
                 if self.last != Some((done, total)) {
-                    eprintln!("{}: {done}/{total} {message}", self.label);
+                    let line = format!("{}: {done}/{total} {message}", self.label);
+                    eprintln!("{}", line.trim_end());
                 }
             }
         }

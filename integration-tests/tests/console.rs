@@ -153,7 +153,22 @@ async fn open_execution(
         &format!("return document.querySelector('{selector}') !== null;"),
     )
     .await?;
-    c.find(Locator::Css(&selector)).await?.click().await?;
+    // The list refreshes every 2 s and may replace the row between finding and clicking it.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let clicked = match c.find(Locator::Css(&selector)).await {
+            Ok(row) => row.click().await,
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => break,
+            Err(e) if attempts < 5 && e.to_string().contains("stale") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let title_is_key = format!(
         "return !document.querySelector('#detail-view').hidden
              && document.querySelector('#detail-title').textContent === {}

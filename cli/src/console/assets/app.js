@@ -38,6 +38,7 @@ function showError(e) {
 async function refreshList() {
   const status = $("#status-filter").value;
   const data = await api("/api/executions?status=" + encodeURIComponent(status));
+  $("#refreshed").textContent = "refreshed " + new Date().toLocaleTimeString();
   const c = data.counters;
   $("#count-processed").textContent = c.processed;
   $("#count-quarantined").textContent = c.quarantined;
@@ -45,6 +46,10 @@ async function refreshList() {
   $("#count-running").textContent = c.running;
   $("#count-rate").textContent = c.per_minute.toFixed(1);
   const body = $("#executions tbody");
+  // Rebuild the rows only when they changed (keeps hover and clicks steady between refreshes).
+  const seen = JSON.stringify(data.executions);
+  if (body.dataset.seen === seen) return;
+  body.dataset.seen = seen;
   body.replaceChildren(...data.executions.map((e) => {
     const tr = document.createElement("tr");
     tr.dataset.execution = e.name;
@@ -60,7 +65,6 @@ async function refreshList() {
     tr.addEventListener("click", () => { location.hash = "#/execution/" + encodeURIComponent(e.name); });
     return tr;
   }));
-  $("#refreshed").textContent = "refreshed " + new Date().toLocaleTimeString();
 }
 
 const SVG = "http://www.w3.org/2000/svg";
