@@ -14,7 +14,11 @@ use pipeline_core::report::{ObjectStatus, Summary};
 use pipeline_emulator::local::{LocalPipeline, RepoPaths};
 use pipeline_emulator::EmulatorOptions;
 
+use crate::progress::Progress;
+use crate::retry::{plan_retries, PastRun};
 use crate::{samples, table};
+use pipeline_aws::{ExecutionStarter, ExecutionSummary, SfnStarter, StartOutcome};
+use pipeline_cli::console::{self, model::ExecutionRow, RowCache};
 
 const DEMO_STACK: &str = "demo";
 const WAIT: Duration = Duration::from_secs(300);
@@ -49,29 +53,19 @@ pub async fn demo(input: Option<PathBuf>, artifacts: Option<PathBuf>) -> Result<
     );
     let store = S3Store::new(local.clients.s3.clone());
     let total = files.len();
-    for (i, (key, body)) in files.into_iter().enumerate() {
-        let bytes = body.len();
-        store
-            .put(
-                &local.stack.input_bucket,
-                &key,
-                body,
-                "application/octet-stream",
-            )
-            .await
-            .with_context(|| format!("uploading {key}"))?;
-        eprintln!("demo: uploaded [{}/{total}] {key} ({bytes} bytes)", i + 1);
-    }
+    upload_all(&store, &local.stack.input_bucket, files, "demo: uploading").await?;
     let executions = Executions::new(local.clients.sfn.clone());
+    let mut progress = Progress::new("demo: waiting for executions", total as u64, "finished");
     let runs = executions
         .wait_settled(
             &local.stack.state_machine_arn,
             total,
             WAIT,
-            progress_printer(),
+            |done, total| progress.set(done as u64, total as u64, ""),
         )
         .await
         .map_err(|e| anyhow!(e))?;
+    progress.finish();
     print_report(&store, &runs).await;
     let summary = Summary::of(runs.iter().map(|r| &r.status));
     let missing = total.saturating_sub(runs.len());
@@ -93,15 +87,32 @@ pub async fn demo(input: Option<PathBuf>, artifacts: Option<PathBuf>) -> Result<
     })
 }
 
-/// Prints a progress line whenever the count of finished executions changes.
-fn progress_printer() -> impl FnMut(usize, usize) {
-    let mut last = None;
-    move |done, total| {
-        if last != Some((done, total)) {
-            last = Some((done, total));
-            eprintln!("demo: waiting for executions: {done}/{total} finished");
-        }
+/// Uploads `(key, body)` pairs to `bucket` with a progress bar over the bytes.
+async fn upload_all(
+    store: &S3Store,
+    bucket: &str,
+    files: Vec<(String, Vec<u8>)>,
+    label: &'static str,
+) -> Result<()> {
+    let total_bytes: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    let count = files.len();
+    let mut progress = Progress::new(label, total_bytes, "bytes");
+    let mut sent = 0u64;
+    for (i, (key, body)) in files.into_iter().enumerate() {
+        let bytes = body.len() as u64;
+        store
+            .put(bucket, &key, body, "application/octet-stream")
+            .await
+            .with_context(|| format!("uploading {key}"))?;
+        sent += bytes;
+        progress.set(
+            sent,
+            total_bytes,
+            &format!("[{}/{count}] s3://{bucket}/{key} ({bytes} bytes)", i + 1),
+        );
     }
+    progress.finish();
+    Ok(())
 }
 
 /// Every regular file under `dir`, keyed by its path relative to `dir` (with `/`).
@@ -193,28 +204,23 @@ pub async fn upload(files: &[PathBuf], stack: &str, prefix: &str) -> Result<Exit
     let clients = aws_clients().await;
     let stack = PipelineStack::describe(&clients, stack).await?;
     let store = S3Store::new(clients.s3.clone());
-    for (i, path) in files.iter().enumerate() {
+    let mut bodies = Vec::new();
+    for path in files {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let key = format!("{prefix}{name}");
-        let bytes = body.len();
-        store
-            .put(&stack.input_bucket, &key, body, "application/octet-stream")
-            .await?;
-        eprintln!(
-            "uploaded [{}/{}] s3://{}/{key} ({bytes} bytes)",
-            i + 1,
-            files.len(),
-            stack.input_bucket
-        );
+        bodies.push((format!("{prefix}{name}"), body));
     }
+    upload_all(&store, &stack.input_bucket, bodies, "uploading").await?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn executions(name: Option<&str>, stack: &str) -> Result<ExitCode> {
+/// The stack's clients, outputs, execution reader and current executions.
+async fn stack_executions(
+    stack: &str,
+) -> Result<(Clients, PipelineStack, Executions, Vec<ExecutionSummary>)> {
     let clients = aws_clients().await;
     let stack = PipelineStack::describe(&clients, stack).await?;
     let executions = Executions::new(clients.sfn.clone());
@@ -222,6 +228,11 @@ pub async fn executions(name: Option<&str>, stack: &str) -> Result<ExitCode> {
         .list(&stack.state_machine_arn)
         .await
         .map_err(|e| anyhow!(e))?;
+    Ok((clients, stack, executions, summaries))
+}
+
+pub async fn executions(name: Option<&str>, stack: &str) -> Result<ExitCode> {
+    let (_, _, executions, summaries) = stack_executions(stack).await?;
     match name {
         None => {
             let mut rows = Vec::new();
@@ -311,4 +322,198 @@ pub async fn deploy(
         out.input_bucket, out.output_bucket, out.state_machine_arn
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `executions --watch`: the list, refreshed every 2 s until Ctrl-C. On a terminal the
+/// screen is redrawn; otherwise each refresh is printed when the table changed.
+pub async fn watch_executions(stack: &str) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let clients = aws_clients().await;
+    let stack = PipelineStack::describe(&clients, stack).await?;
+    let executions = Executions::new(clients.sfn.clone());
+    let cache = RowCache::default();
+    let terminal = std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let rows = cache.rows(&executions, &stack.state_machine_arn).await?;
+        let rows = console::model::filter_rows(rows, None);
+        let counters = console::model::Counters::of(&rows, now_ms());
+        let table = format!(
+            "{}\nprocessed={} quarantined={} failed={} running={} objects/min={:.1}",
+            execution_table(&rows),
+            counters.processed,
+            counters.quarantined,
+            counters.failed,
+            counters.running,
+            counters.per_minute
+        );
+        if terminal {
+            print!("\x1b[2J\x1b[H{table}\n\n(refreshing every 2 s; Ctrl-C to stop)\n");
+        } else if table != last {
+            println!("{table}\n");
+        }
+        last = table;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn execution_table(rows: &[ExecutionRow]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.key.clone(),
+                match &r.error {
+                    Some(e) => format!("{} ({e})", r.status),
+                    None => r.status.to_string(),
+                },
+                table::duration(r.duration_ms),
+                r.name.clone(),
+            ]
+        })
+        .collect();
+    table::render(&["object", "status", "duration", "execution"], &rows)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `console`: serves the web console until Ctrl-C.
+pub async fn console(stack: &str, listen: std::net::SocketAddr) -> Result<ExitCode> {
+    let clients = aws_clients().await;
+    let stack = PipelineStack::describe(&clients, stack).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "console: stack {} (input s3://{}), serving http://{addr}/ (Ctrl-C to stop)",
+        stack.stack_name, stack.input_bucket
+    );
+    tokio::select! {
+        served = console::serve(listener, &clients, stack) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `logs`: every stream of the function's log group, oldest first; with `follow`, polls
+/// for new streams and lines until Ctrl-C.
+pub async fn logs(function: &str, stack: &str, follow: bool) -> Result<ExitCode> {
+    let config = load_sdk_config().await;
+    let clients = Clients::new(&config);
+    let stack = PipelineStack::describe(&clients, stack).await?;
+    let name = stack
+        .function(function)
+        .map(str::to_string)
+        .or_else(|| {
+            stack
+                .functions
+                .iter()
+                .any(|(_, n)| n == function)
+                .then(|| function.to_string())
+        })
+        .ok_or_else(|| {
+            anyhow!(
+                "{function} is not a function of stack {}: one of {}",
+                stack.stack_name,
+                stack
+                    .functions
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    let group = format!("/aws/lambda/{name}");
+    let logs = pipeline_aws::logs::Logs::new(&config);
+    eprintln!("logs: {group}");
+    let mut tokens: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    loop {
+        let streams = logs.streams(&group).await.map_err(|e| anyhow!(e))?;
+        for stream in streams {
+            let token = tokens.get(&stream.name).cloned().flatten();
+            let (events, next) = logs
+                .events(&group, &stream.name, token.clone())
+                .await
+                .map_err(|e| anyhow!(e))?;
+            // An unchanged token means nothing new was read (CloudWatch answers the same
+            // token again at the end of a stream).
+            if token.is_none() || next != token {
+                for e in &events {
+                    println!("{} {} {}", format_ms(e.epoch_ms), stream.name, e.message);
+                }
+            }
+            tokens.insert(stream.name, next);
+        }
+        if !follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `retry`: one new execution per object whose latest execution was quarantined.
+pub async fn retry(stack: &str) -> Result<ExitCode> {
+    let (clients, stack, executions, summaries) = stack_executions(stack).await?;
+    let mut runs = Vec::new();
+    for s in &summaries {
+        let detail = executions.describe(&s.arn).await.map_err(|e| anyhow!(e))?;
+        let row = ExecutionRow::from_detail(&detail);
+        runs.push(PastRun {
+            name: row.name,
+            status: row.status,
+            start_ms: row.start_ms,
+            input: detail.input,
+        });
+    }
+    let plans = plan_retries(&runs);
+    if plans.is_empty() {
+        eprintln!(
+            "retry: nothing to start (no object version whose latest execution is a finished \
+             quarantine with no execution still running)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let starter = SfnStarter::new(clients.sfn.clone(), stack.state_machine_arn.clone());
+    let mut failed = 0;
+    for plan in &plans {
+        match starter.start(&plan.name, &plan.input).await {
+            Ok(StartOutcome::Started { .. }) => {
+                println!("started  {}  {}", plan.name, plan.key);
+            }
+            Ok(StartOutcome::AlreadyExists) => {
+                println!("exists   {}  {} (already retried)", plan.name, plan.key);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("retry: {}: {e}", plan.key);
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

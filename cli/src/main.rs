@@ -1,11 +1,15 @@
-//! The `pipeline` command: run the demo on the embedded emulator, upload, watch executions, deploy.
+//! The `pipeline` command: run the demo on the embedded emulator, upload, watch executions,
+//! read logs, retry quarantined objects, serve the web console, deploy.
 
 mod commands;
 mod load;
 mod operate;
+mod progress;
+mod retry;
 mod samples;
 mod table;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +51,33 @@ enum Command {
     Executions {
         /// An execution name to show in detail.
         name: Option<String>,
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Refresh the list every 2 seconds until interrupted (Ctrl-C).
+        #[arg(long, conflicts_with = "name")]
+        watch: bool,
+    },
+    /// Serve the web console (executions, graph, history, thumbnails, upload) on a local port.
+    Console {
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Print a function's CloudWatch Logs (all its streams), optionally following new lines.
+    Logs {
+        /// ingest, inspect, transform, load, quarantine, or a full function name.
+        function: String,
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Keep polling for new lines until interrupted (Ctrl-C).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Start a new execution for every object whose latest execution ended in quarantine
+    /// (deterministic names: running it again while retries run starts nothing more).
+    Retry {
         #[arg(long, default_value = "s3-pipeline")]
         stack: String,
     },
@@ -131,7 +162,20 @@ async fn main() -> std::process::ExitCode {
             stack,
             prefix,
         } => commands::upload(&files, &stack, &prefix).await,
-        Command::Executions { name, stack } => commands::executions(name.as_deref(), &stack).await,
+        Command::Executions { name, stack, watch } => {
+            if watch {
+                commands::watch_executions(&stack).await
+            } else {
+                commands::executions(name.as_deref(), &stack).await
+            }
+        }
+        Command::Console { stack, listen } => commands::console(&stack, listen).await,
+        Command::Logs {
+            function,
+            stack,
+            follow,
+        } => commands::logs(&function, &stack, follow).await,
+        Command::Retry { stack } => commands::retry(&stack).await,
         Command::Reconcile {
             stack,
             prefix,

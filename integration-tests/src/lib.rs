@@ -273,7 +273,7 @@ impl TestPipeline {
 
 /// Writes one line to the real stderr, past the test harness's output capture, so the CI
 /// log names every test's emulator (process or container) even when the test passes.
-fn announce(line: &str) {
+pub fn announce(line: &str) {
     use std::io::Write;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");

@@ -271,25 +271,40 @@ impl Executions {
         })
     }
 
-    /// States entered and exited, in order.
+    /// States entered and exited, in order (from [`Executions::history`]).
     pub async fn state_events(&self, execution_arn: &str) -> Result<Vec<StateEvent>, String> {
-        self.history(execution_arn, state_event).await
+        Ok(self
+            .history(execution_arn)
+            .await?
+            .into_iter()
+            .filter_map(|h| {
+                Some(StateEvent {
+                    entered: h.kind.ends_with("StateEntered"),
+                    state: h.state?,
+                    epoch_ms: h.epoch_ms,
+                })
+            })
+            .collect())
     }
+}
 
-    /// Every failed task attempt, in order, as `(error, cause)`: what the retries saw.
-    pub async fn task_failures(
-        &self,
-        execution_arn: &str,
-    ) -> Result<Vec<(String, String)>, String> {
-        self.history(execution_arn, task_failure).await
-    }
+/// One event of an execution's history, reduced to what a reader shows: its id, type,
+/// time, the state it names (entered / exited events) and its error, cause or payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    pub id: i64,
+    /// The event type as Step Functions names it, e.g. `TaskStateEntered`, `LambdaFunctionFailed`.
+    pub kind: String,
+    pub epoch_ms: i64,
+    /// The state's name, for `*StateEntered` / `*StateExited` events.
+    pub state: Option<String>,
+    /// `error: cause` of a failure event, or the input / output of a state or execution.
+    pub detail: Option<String>,
+}
 
-    /// The execution's history events that `pick` maps to something, in order.
-    async fn history<T>(
-        &self,
-        execution_arn: &str,
-        pick: fn(&HistoryEvent) -> Option<T>,
-    ) -> Result<Vec<T>, String> {
+impl Executions {
+    /// The whole history of one execution, oldest first.
+    pub async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryItem>, String> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -299,48 +314,92 @@ impl Executions {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| error_chain(&e))?;
-            out.extend(page.events().iter().filter_map(pick));
+            out.extend(page.events().iter().map(history_item));
         }
         Ok(out)
     }
+
+    /// Every failed task attempt, in order, as `(error, cause)`: what the retries saw.
+    /// `TaskFailed` / `TaskTimedOut` (MiniStack; AWS for service integrations) and
+    /// `LambdaFunctionFailed` / `LambdaFunctionTimedOut` (AWS, for a function ARN Resource).
+    pub async fn task_failures(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<(String, String)>, String> {
+        const FAILURES: [&str; 4] = [
+            "TaskFailed",
+            "TaskTimedOut",
+            "LambdaFunctionFailed",
+            "LambdaFunctionTimedOut",
+        ];
+        Ok(self
+            .history(execution_arn)
+            .await?
+            .into_iter()
+            .filter(|h| FAILURES.contains(&h.kind.as_str()))
+            .map(|h| {
+                let detail = h.detail.unwrap_or_default();
+                match detail.split_once(": ") {
+                    Some((error, cause)) => (error.to_string(), cause.to_string()),
+                    None => (detail, String::new()),
+                }
+            })
+            .collect())
+    }
+
+    /// The deployed definition (ASL JSON text) of a state machine.
+    pub async fn definition(&self, state_machine_arn: &str) -> Result<String, String> {
+        let d = self
+            .client
+            .describe_state_machine()
+            .state_machine_arn(state_machine_arn)
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        Ok(d.definition().to_string())
+    }
 }
 
-/// A failed attempt of a Task: `TaskFailed` (MiniStack; AWS for service integrations) or
-/// `LambdaFunctionFailed` / `LambdaFunctionTimedOut` (AWS, for a function ARN Resource).
-fn task_failure(e: &HistoryEvent) -> Option<(String, String)> {
-    let pair = |error: Option<&str>, cause: Option<&str>| {
-        (
-            error.unwrap_or_default().to_string(),
-            cause.unwrap_or_default().to_string(),
-        )
+fn history_item(e: &HistoryEvent) -> HistoryItem {
+    let failure = |error: Option<&str>, cause: Option<&str>| {
+        Some(format!(
+            "{}: {}",
+            error.unwrap_or_default(),
+            cause.unwrap_or_default()
+        ))
     };
-    if let Some(d) = e.task_failed_event_details() {
-        return Some(pair(d.error(), d.cause()));
+    let (state, detail) = if let Some(d) = e.state_entered_event_details() {
+        (Some(d.name().to_string()), d.input().map(str::to_string))
+    } else if let Some(d) = e.state_exited_event_details() {
+        (Some(d.name().to_string()), d.output().map(str::to_string))
+    } else if let Some(d) = e.lambda_function_failed_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.lambda_function_timed_out_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.task_failed_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.task_timed_out_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.execution_failed_event_details() {
+        (None, failure(d.error(), d.cause()))
+    } else if let Some(d) = e.lambda_function_succeeded_event_details() {
+        (None, d.output().map(str::to_string))
+    } else if let Some(d) = e.task_succeeded_event_details() {
+        (None, d.output().map(str::to_string))
+    } else if let Some(d) = e.execution_succeeded_event_details() {
+        (None, d.output().map(str::to_string))
+    } else if let Some(d) = e.execution_started_event_details() {
+        (None, d.input().map(str::to_string))
+    } else {
+        (None, None)
+    };
+    HistoryItem {
+        id: e.id(),
+        kind: e.r#type().as_str().to_string(),
+        epoch_ms: epoch_ms(e.timestamp()),
+        state,
+        detail,
     }
-    if let Some(d) = e.task_timed_out_event_details() {
-        return Some(pair(d.error(), d.cause()));
-    }
-    if let Some(d) = e.lambda_function_failed_event_details() {
-        return Some(pair(d.error(), d.cause()));
-    }
-    e.lambda_function_timed_out_event_details()
-        .map(|d| pair(d.error(), d.cause()))
-}
-
-fn state_event(e: &HistoryEvent) -> Option<StateEvent> {
-    let at = epoch_ms(e.timestamp());
-    if let Some(d) = e.state_entered_event_details() {
-        return Some(StateEvent {
-            state: d.name().to_string(),
-            entered: true,
-            epoch_ms: at,
-        });
-    }
-    e.state_exited_event_details().map(|d| StateEvent {
-        state: d.name().to_string(),
-        entered: false,
-        epoch_ms: at,
-    })
 }
 
 /// One object's execution, classified: what the demo table and the tests look at.

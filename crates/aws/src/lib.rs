@@ -9,13 +9,15 @@ pub mod clients;
 pub mod deploy;
 pub mod executions;
 pub mod failures;
+#[cfg(feature = "logs")]
+pub mod logs;
 pub mod reconcile;
 pub mod store;
 
 pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};
 pub use executions::{
-    execution_arn, ExecutionStarter, Executions, MemoryStarter, ObjectRun, SfnStarter, StartError,
-    StartOutcome,
+    execution_arn, ExecutionStarter, ExecutionSummary, Executions, HistoryItem, MemoryStarter,
+    ObjectRun, SfnStarter, StartError, StartOutcome,
 };
 pub use store::{
     ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,
