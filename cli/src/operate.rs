@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{bail, Context, Result};
 use pipeline_aws::deploy::PipelineStack;
 use pipeline_aws::failures;
-use pipeline_aws::reconcile::{reconcile as run_pass, ReconcileRequest, StartResult};
+use pipeline_aws::reconcile::{
+    reconcile as run_pass, ReconcileRequest, StartResult, MAX_GENERATIONS,
+};
 use pipeline_aws::{S3Store, SfnStarter};
 use pipeline_core::layout::OutputLayout;
 
 use crate::commands::aws_clients;
-
-/// How many fresh execution names a version may get after failed executions.
-const MAX_GENERATIONS: u32 = 5;
 
 /// `s3://bucket/prefix` -> (bucket, prefix).
 pub fn parse_s3_url(url: &str) -> Result<(String, String)> {

@@ -18,6 +18,10 @@ use pipeline_core::reconcile::{plan, ResultTimes};
 use crate::executions::{ExecutionStarter, StartOutcome};
 use crate::store::{ObjectStore, StoreError};
 
+/// How many fresh execution names a version may get after failed executions, for the
+/// reconcile function and the CLI alike.
+pub const MAX_GENERATIONS: u32 = 5;
+
 /// What to reconcile.
 #[derive(Debug, Clone)]
 pub struct ReconcileRequest {

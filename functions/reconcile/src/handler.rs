@@ -1,7 +1,9 @@
 //! Reconcile: one pass of [`pipeline_aws::reconcile::reconcile`] with the function's
 //! settings, which an invocation payload may narrow (e.g. `{"grace_seconds": 0}`).
 
-use pipeline_aws::reconcile::{reconcile as run_pass, ReconcileRequest, StartResult};
+use pipeline_aws::reconcile::{
+    reconcile as run_pass, ReconcileRequest, StartResult, MAX_GENERATIONS,
+};
 use pipeline_aws::{ExecutionStarter, ObjectStore};
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::reconcile::ReconcileConfig;
@@ -9,9 +11,6 @@ use pipeline_core::PipelineError;
 use pipeline_lambda::from_store;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-
-/// How many fresh execution names a version may get after failed executions.
-pub const MAX_GENERATIONS: u32 = 5;
 
 /// The invocation payload. A scheduled EventBridge event has neither field (its own
 /// fields are ignored); an operator may set either.
