@@ -6,6 +6,7 @@
 //! and call into it.
 
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod event;
 pub mod image_info;
