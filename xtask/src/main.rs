@@ -1,10 +1,12 @@
-//! Project automation, run as `cargo xtask <command>`: package, lint, demo, load, test,
-//! emulator-image, fuzz, bench-transform.
+//! Project automation, run as `cargo xtask <command>`: package, check-artifacts, lint,
+//! demo, load, test, emulator-image, fuzz, bench-transform.
 
 mod asl;
 mod bench;
+mod elf;
 mod emulator_image;
 mod fuzz;
+mod lambda_ready;
 mod lint;
 mod package;
 mod security;
@@ -17,7 +19,14 @@ use anyhow::{bail, Context, Result};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  package            build every function in release mode and zip each as target/lambda/<name>.zip
+  package [--arch x86_64|arm64] [--zig]
+                     build every function in release mode, check that each binary starts on
+                     provided.al2023 (machine, GLIBC <= 2.34, only libraries the base image
+                     has) and zip each as target/lambda/<name>.zip (arm64: target/lambda-arm64/);
+                     --zig links through cargo-zigbuild against glibc 2.34
+  check-artifacts [--arch x86_64|arm64] [DIR|ZIP|FILE...]
+                     run the same check over existing zips (default: target/lambda/*.zip,
+                     or target/lambda-arm64/*.zip with --arch arm64) without building
   lint               check the state machine (own checks + statelint) and the template (cfn-lint)
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
@@ -41,12 +50,14 @@ fn main() -> Result<()> {
     let rest: Vec<String> = args.collect();
     let root = workspace_root();
     match command.as_str() {
-        "package" => package::run(&root).map(|_| ()),
+        "package" => package::run(&root, package::Options::parse(&rest)?).map(|_| ()),
+        "check-artifacts" => package::check_artifacts(&root, &rest),
         "lint" => lint::run(&root),
         "fuzz" => fuzz::run(&root, &rest),
         "demo" | "load" => {
-            package::run(&root)?;
-            let artifacts = package::artifacts_dir(&root);
+            // The emulator runs the zips on this machine: x86_64.
+            package::run(&root, package::Options::default())?;
+            let artifacts = package::artifacts_dir(&root, package::Options::default().arch);
             let mut cli = vec![command.clone(), "--artifacts".into()];
             cli.push(artifacts.display().to_string());
             cli.extend(rest);
@@ -54,7 +65,7 @@ fn main() -> Result<()> {
         }
         "test" => {
             ensure_test_photos()?;
-            package::run(&root)?;
+            package::run(&root, package::Options::default())?;
             lint::run(&root)?;
             // The recovery tests run the `pipeline` binary as a user would.
             cargo(&root, &BUILD_BINS, &[])?;
