@@ -1,10 +1,13 @@
 //! The `pipeline` command: run the demo on the embedded emulator, upload, watch executions,
 //! read logs, retry quarantined objects, serve the web console, deploy.
 
+mod catalog;
 mod commands;
+mod cost;
 mod load;
 mod operate;
 mod progress;
+mod release;
 mod retry;
 mod samples;
 mod table;
@@ -131,6 +134,59 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         max: usize,
     },
+    /// The catalog: per-prefix counts of processed, quarantined and superseded object
+    /// versions (kept from the catalog table's stream), or, with KEY, every recorded
+    /// version of that key and which one is the latest.
+    Catalog {
+        /// A source key, exactly as stored in the input bucket.
+        key: Option<String>,
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+    },
+    /// Estimate the monthly AWS cost of a workload (Lambda GB-seconds, Step Functions
+    /// STANDARD against EXPRESS, S3 requests and storage, logs) and explain when EXPRESS
+    /// is cheaper and what idempotency it gives up.
+    Cost {
+        /// Objects uploaded per month.
+        #[arg(long)]
+        objects: u64,
+        /// Average image size in megapixels.
+        #[arg(long)]
+        avg_megapixels: f64,
+        /// Share of objects that end in quarantine (0-1).
+        #[arg(long, default_value_t = 0.0)]
+        quarantined_fraction: f64,
+        /// Average task retries per object.
+        #[arg(long, default_value_t = 0.0)]
+        retries_per_object: f64,
+        /// Price Lambda for arm64 (Graviton) instead of x86_64.
+        #[arg(long)]
+        arm64: bool,
+        /// Measure step durations from this deployed stack's recent executions.
+        #[arg(long)]
+        stack: Option<String>,
+        /// Read at most this many executions when measuring.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+    /// Show each function's published versions and which one its `live` alias (what S3,
+    /// the state machine and the schedule invoke) points at.
+    Releases {
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+    },
+    /// Move the `live` alias back to the previous published version (of every function,
+    /// or of one). The next deploy that changes anything publishes and moves it forward.
+    Rollback {
+        #[arg(long, default_value = "s3-pipeline")]
+        stack: String,
+        /// Only this function (ingest, inspect, transform, load, quarantine, reconcile).
+        #[arg(long)]
+        function: Option<String>,
+        /// This version instead of the previous one (needs --function).
+        #[arg(long)]
+        to: Option<u64>,
+    },
     /// Deploy (create or update) the stack through CloudFormation.
     Deploy {
         #[arg(long, default_value = "s3-pipeline")]
@@ -190,6 +246,33 @@ async fn main() -> std::process::ExitCode {
         Command::FailedEvents { stack, replay, max } => {
             operate::failed_events(&stack, replay, max).await
         }
+        Command::Catalog { key, stack } => catalog::catalog(&stack, key.as_deref()).await,
+        Command::Cost {
+            objects,
+            avg_megapixels,
+            quarantined_fraction,
+            retries_per_object,
+            arm64,
+            stack,
+            samples,
+        } => {
+            cost::cost(cost::CostArgs {
+                objects,
+                avg_megapixels,
+                quarantined_fraction,
+                retries_per_object,
+                arm64,
+                stack,
+                samples,
+            })
+            .await
+        }
+        Command::Releases { stack } => release::releases(&stack).await,
+        Command::Rollback {
+            stack,
+            function,
+            to,
+        } => release::rollback(&stack, function.as_deref(), to).await,
         Command::Deploy {
             stack,
             artifacts,

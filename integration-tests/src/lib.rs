@@ -53,6 +53,32 @@ impl TestPipeline {
         parameters: Vec<(String, String)>,
         waits: Waits,
     ) -> Result<Self> {
+        let extra_env = match waits {
+            // Retry backoff sleeps are instant, so retried steps don't slow the suite.
+            Waits::Instant => vec![("SFN_WAIT_SCALE".into(), "0".into())],
+            Waits::Real => Vec::new(),
+        };
+        Self::start_with_env(stack_name, parameters, extra_env).await
+    }
+
+    /// Like [`Self::start`] with MiniStack's persistence on (`PERSIST_STATE=1`,
+    /// `S3_PERSIST=1`): its state and objects survive [`Self::restart_emulator`].
+    pub async fn start_persistent(stack_name: &str) -> Result<Self> {
+        let extra_env = [
+            ("SFN_WAIT_SCALE", "0"),
+            ("PERSIST_STATE", "1"),
+            ("S3_PERSIST", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        Self::start_with_env(stack_name, Vec::new(), extra_env).await
+    }
+
+    async fn start_with_env(
+        stack_name: &str,
+        parameters: Vec<(String, String)>,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<Self> {
         let paths = RepoPaths::from_workspace();
         for f in pipeline_aws::deploy::FUNCTIONS {
             let zip = paths.artifacts.join(format!("{f}.zip"));
@@ -64,11 +90,6 @@ impl TestPipeline {
                 );
             }
         }
-        let extra_env = match waits {
-            // Retry backoff sleeps are instant, so retried steps don't slow the suite.
-            Waits::Instant => vec![("SFN_WAIT_SCALE".into(), "0".into())],
-            Waits::Real => Vec::new(),
-        };
         let options = EmulatorOptions {
             extra_env,
             ..EmulatorOptions::default()
@@ -89,6 +110,31 @@ impl TestPipeline {
             store,
             executions,
         })
+    }
+
+    /// Updates the deployed stack with these template parameters (same code).
+    pub async fn redeploy(&mut self, parameters: Vec<(String, String)>) -> Result<()> {
+        self.local
+            .redeploy(&RepoPaths::from_workspace(), parameters)
+            .await
+            .context("redeploying the stack")
+    }
+
+    /// Restarts the emulator with its data (see [`LocalPipeline::restart_emulator`]) and
+    /// points this pipeline's clients at it again.
+    pub async fn restart_emulator(&mut self) -> Result<()> {
+        self.local
+            .restart_emulator()
+            .await
+            .context("restarting the emulator")?;
+        announce(&format!(
+            "e2e [{}] emulator restarted: {}",
+            self.local.stack.stack_name,
+            self.local.emulator.describe()
+        ));
+        self.store = S3Store::new(self.local.clients.s3.clone());
+        self.executions = Executions::new(self.local.clients.sfn.clone());
+        Ok(())
     }
 
     pub fn input_bucket(&self) -> &str {
@@ -176,7 +222,8 @@ impl TestPipeline {
     }
 
     /// Sets (`Some`) or removes (`None`) environment variables of a function, and
-    /// optionally its timeout, as an operator would with UpdateFunctionConfiguration.
+    /// optionally its timeout, as an operator would with UpdateFunctionConfiguration,
+    /// then publishes it and moves the function's `live` alias to it.
     pub async fn configure_function(
         &self,
         short: &str,
@@ -214,6 +261,10 @@ impl TestPipeline {
             .send()
             .await
             .with_context(|| format!("updating the configuration of {name}"))?;
+        // Everything invokes the `live` alias: publish the change and move it there.
+        pipeline_aws::releases::promote_latest(lambda, name, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("promoting the new configuration of {name}"))?;
         Ok(())
     }
 
@@ -269,6 +320,60 @@ impl TestPipeline {
             head.version_id.as_deref(),
         ))
     }
+}
+
+/// The `pipeline` binary of this workspace (built by `cargo xtask test` before the tests),
+/// next to the test executables' `deps/` folder.
+pub fn pipeline_cli() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test binary has no target dir")?;
+    let cli = dir.join("pipeline");
+    if !cli.exists() {
+        bail!(
+            "{} is missing: build it first with `cargo build --workspace --bins --features integration-tests/e2e` \
+             (`cargo xtask test` does)",
+            cli.display()
+        );
+    }
+    Ok(cli)
+}
+
+/// What a `pipeline` run printed, and whether it succeeded.
+#[derive(Debug)]
+pub struct CliRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `pipeline` CLI against the test's emulator, as a user would with
+/// `AWS_ENDPOINT_URL`, whatever its exit status.
+pub fn try_cli(p: &TestPipeline, args: &[&str]) -> Result<CliRun> {
+    let out = std::process::Command::new(pipeline_cli()?)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", p.local.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .context("running pipeline")?;
+    Ok(CliRun {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    })
+}
+
+/// [`try_cli`], failing on a non-zero exit; returns stdout.
+pub fn run_cli(p: &TestPipeline, args: &[&str]) -> Result<String> {
+    let run = try_cli(p, args)?;
+    if !run.success {
+        bail!("pipeline {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
+    }
+    Ok(run.stdout)
 }
 
 /// Writes one line to the real stderr, past the test harness's output capture, so the CI

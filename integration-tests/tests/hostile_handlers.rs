@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use integration_tests::hostile::{self, Expected, HostileCase};
 use integration_tests::object_created_event;
+use pipeline_aws::catalog::MemoryCatalog;
 use pipeline_aws::{MemoryStarter, MemoryStore};
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::payload::{
@@ -141,7 +142,9 @@ impl Pipeline {
                         let loaded = step("Load", move || {
                             let (store, config, input) =
                                 (store.clone(), config.clone(), load_input.clone());
-                            async move { load::load(input, &*store, &config).await }
+                            async move {
+                                load::load(input, &*store, &MemoryCatalog::new(), &config).await
+                            }
                         })
                         .await;
                         match loaded {
@@ -161,7 +164,14 @@ impl Pipeline {
         let output = step("Quarantine", move || {
             let (store, config, input) = (store.clone(), config.clone(), quarantine_input.clone());
             async move {
-                quarantine::quarantine(input, &*store, &config, "2026-11-29T08:00:01Z".into()).await
+                quarantine::quarantine(
+                    input,
+                    &*store,
+                    &MemoryCatalog::new(),
+                    &config,
+                    "2026-11-29T08:00:01Z".into(),
+                )
+                .await
             }
         })
         .await

@@ -10,12 +10,10 @@
 // Test code: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use anyhow::{bail, Context, Result};
-use integration_tests::{jpeg_with_orientation_6, object_created_event, TestPipeline};
+use anyhow::{bail, Result};
+use integration_tests::{jpeg_with_orientation_6, object_created_event, run_cli, TestPipeline};
 use pipeline_aws::{ObjectLocation, ObjectRun, ObjectStore};
+use pipeline_core::catalog::CatalogStatus;
 use pipeline_core::naming::version_tag;
 use pipeline_core::payload::{ExecutionInput, SourceObject};
 use pipeline_core::report::ObjectStatus;
@@ -30,46 +28,6 @@ fn source_of(run: &ObjectRun) -> SourceObject {
     let input: ExecutionInput =
         serde_json::from_str(run.detail.input.as_deref().unwrap_or("null")).unwrap();
     input.source
-}
-
-/// The `pipeline` binary of this workspace (built by `cargo xtask test` before the tests).
-fn pipeline_cli() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test binary has no target dir")?;
-    let cli = dir.join("pipeline");
-    if !cli.exists() {
-        bail!(
-            "{} is missing: build it first with `cargo build --workspace --bins --features integration-tests/e2e` \
-             (`cargo xtask test` does)",
-            cli.display()
-        );
-    }
-    Ok(cli)
-}
-
-/// Runs the `pipeline` CLI against the test's emulator, as a user would with
-/// `AWS_ENDPOINT_URL`; returns stdout, failing on a non-zero exit.
-fn run_cli(p: &TestPipeline, args: &[&str]) -> Result<String> {
-    let out = Command::new(pipeline_cli()?)
-        .args(args)
-        .env("AWS_ENDPOINT_URL", p.local.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .context("running pipeline")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    if !out.status.success() {
-        bail!(
-            "pipeline {args:?} failed ({}):\n{stdout}\n{stderr}",
-            out.status
-        );
-    }
-    Ok(stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,6 +85,25 @@ async fn recovery_older_event_after_newer_never_overwrites_the_newer_result() ->
     for t in &manifest.outputs {
         p.output(&t.key).await?;
     }
+    // The catalog agrees: both versions recorded, the key's latest item is the newer.
+    let catalog = pipeline_aws::catalog::DynamoCatalog::new(
+        p.local.clients.dynamodb.clone(),
+        &p.local.stack.catalog_table,
+    );
+    let (items, latest) = catalog.versions(key).await?;
+    let status_of = |i: usize| {
+        items
+            .iter()
+            .find(|e| Some(e.version.as_str()) == versions[i].version_id.as_deref())
+            .map(|e| e.status)
+    };
+    assert_eq!(status_of(1), Some(CatalogStatus::Processed), "{items:#?}");
+    assert_eq!(status_of(0), Some(CatalogStatus::Superseded), "{items:#?}");
+    assert_eq!(
+        latest.map(|l| l.version),
+        versions[1].version_id.clone(),
+        "a stale event never replaces the latest item"
+    );
 
     // Both events again, in reversed order: no new execution, the same outputs.
     let before = p.list_output("").await?;
@@ -458,5 +435,84 @@ async fn faults_throttled_to_one_concurrent_invocation_still_completes_every_obj
         throttled += failures_of(&p, run).await?.len();
     }
     eprintln!("throttle: {N} objects processed with concurrency 1; {throttled} throttled task attempts retried");
+    Ok(())
+}
+
+/// Polls the execution of `key` until it has entered `state` (it is then RUNNING there).
+async fn wait_until_in_state(p: &TestPipeline, key: &str, state: &str) -> Result<ObjectRun> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(run) = p.runs_now().await?.into_iter().find(|r| r.key == key) {
+            let events = p
+                .executions
+                .state_events(&run.detail.summary.arn)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if events.iter().any(|e| e.entered && e.state == state) {
+                return Ok(run);
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the execution of {key} never entered {state}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_emulator_restarted_mid_execution_is_recovered_by_the_reconciler() -> Result<()> {
+    let mut p = TestPipeline::start_persistent("fault-restart").await?;
+    // Transform hangs (for up to its 60 s timeout), so the execution is mid-step when the
+    // emulator goes down.
+    p.configure_function("transform", &[("PIPELINE_FAULT", Some("hang"))], Some(60))
+        .await?;
+    p.upload("restart/a.jpg", jpeg_with_orientation_6(80, 60)?)
+        .await?;
+    let before = wait_until_in_state(&p, "restart/a.jpg", "Transform").await?;
+    assert_eq!(before.detail.summary.status, "RUNNING");
+
+    p.restart_emulator().await?;
+
+    // What persisted: the stack, the object, the execution. An execution that was running
+    // cannot resume; MiniStack ends it FAILED with States.ServiceRestart (AWS itself never
+    // restarts, but an execution can end without a result in many ways: this is one).
+    let after = p
+        .executions
+        .describe(&before.detail.summary.arn)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(after.summary.status, "FAILED", "{after:?}");
+    assert_eq!(
+        after.error.as_deref(),
+        Some("States.ServiceRestart"),
+        "{after:?}"
+    );
+    assert!(
+        p.manifest("restart/a.jpg").await.is_err(),
+        "no result may exist yet"
+    );
+
+    // The operator fixes the function; the reconciler's next pass finds a version with
+    // no result whose execution ended and starts the next generation of its name.
+    p.configure_function("transform", &[("PIPELINE_FAULT", None)], Some(60))
+        .await?;
+    let now = json!({"grace_seconds": 0});
+    let started = p.invoke("reconcile", &now).await?;
+    assert_eq!(
+        started["started"],
+        json!([format!("{}-g1", before.detail.summary.name)]),
+        "{started}"
+    );
+    let runs = p.settle(2).await?;
+    let processed: Vec<_> = runs
+        .iter()
+        .filter(|r| r.status == ObjectStatus::Processed)
+        .collect();
+    assert_eq!(processed.len(), 1, "{runs:#?}");
+    let manifest = p.manifest("restart/a.jpg").await?;
+    assert_eq!(manifest.source.key, "restart/a.jpg");
+    let again = p.invoke("reconcile", &now).await?;
+    assert_eq!(again["started"], json!([]), "{again}");
+    assert_eq!(again["has_result"], 1, "{again}");
     Ok(())
 }

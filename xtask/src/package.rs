@@ -13,13 +13,14 @@ use crate::elf;
 use crate::lambda_ready::{self, check_lambda_ready, Arch, Problem, MAX_GLIBC};
 
 /// The functions, as binary names; each crate is `fn-<name>`.
-pub const FUNCTIONS: [&str; 6] = [
+pub const FUNCTIONS: [&str; 7] = [
     "ingest",
     "inspect",
     "transform",
     "load",
     "quarantine",
     "reconcile",
+    "counters",
 ];
 
 /// `cargo xtask package [--arch x86_64|arm64] [--zig]`.

@@ -40,7 +40,7 @@ const OWN_LOGS: [(&str, &str); 2] = [
     ("logs:PutLogEvents", "<own log group>"),
 ];
 
-const EXPECTED_ROLES: [Expected; 6] = [
+const EXPECTED_ROLES: [Expected; 7] = [
     (
         "IngestFunction",
         "IngestRole",
@@ -107,6 +107,7 @@ const EXPECTED_ROLES: [Expected; 6] = [
                 "s3:DeleteObject",
                 "arn:aws:s3:::{stack}-output-{account}/thumbnails/*",
             ),
+            ("dynamodb:PutItem", "<arn of CatalogTable>"),
         ],
     ),
     (
@@ -132,17 +133,31 @@ const EXPECTED_ROLES: [Expected; 6] = [
                 "s3:GetObject",
                 "arn:aws:s3:::{stack}-output-{account}/quarantine/reports/*",
             ),
+            ("dynamodb:PutItem", "<arn of CatalogTable>"),
+        ],
+    ),
+    (
+        "CountersFunction",
+        "CountersRole",
+        &[
+            ("dynamodb:DescribeStream", "<CatalogTable.StreamArn>"),
+            ("dynamodb:GetRecords", "<CatalogTable.StreamArn>"),
+            ("dynamodb:GetShardIterator", "<CatalogTable.StreamArn>"),
+            ("dynamodb:ListStreams", "<CatalogTable.StreamArn>"),
+            ("dynamodb:PutItem", "<arn of CountersTable>"),
+            ("dynamodb:UpdateItem", "<arn of CountersTable>"),
         ],
     ),
 ];
 
-/// The state machine's role may invoke exactly the four ETL functions.
+/// The state machine's role may invoke exactly the `live` aliases of the four ETL
+/// functions (not their unqualified ARNs, so not `$LATEST`).
 const STATE_MACHINE_ROLE: &str = "StateMachineRole";
 const STATE_MACHINE_INVOKES: [&str; 4] = [
-    "InspectFunction",
-    "TransformFunction",
-    "LoadFunction",
-    "QuarantineFunction",
+    "InspectLiveAlias",
+    "TransformLiveAlias",
+    "LoadLiveAlias",
+    "QuarantineLiveAlias",
 ];
 
 /// Which environment variables name the prefixes each writing function may write under.
@@ -242,6 +257,20 @@ impl Template {
             Some("AWS::StepFunctions::StateMachine") => {
                 format!("arn:aws:states:{{region}}:{{account}}:stateMachine:{name}")
             }
+            // An alias ARN is its function's ARN qualified by the alias name.
+            Some("AWS::Lambda::Alias") => {
+                let function = self
+                    .property(id, &["FunctionName"])
+                    .and_then(|f| f.get("Ref"))
+                    .and_then(Value::as_str)
+                    .map(|f| self.arn(f))
+                    .unwrap_or_else(|| format!("<function of {id}>"));
+                let alias = self
+                    .property(id, &["Name"])
+                    .map(|n| self.render(n))
+                    .unwrap_or_else(|| format!("<name of {id}>"));
+                format!("{function}:{alias}")
+            }
             _ => format!("<arn of {id}>"),
         }
     }
@@ -254,8 +283,8 @@ impl Template {
             "AWS::Partition" => "aws".into(),
             "AWS::URLSuffix" => "amazonaws.com".into(),
             _ => match self.kind(name) {
-                // Ref of a state machine is its ARN; of these others, the name.
-                Some("AWS::StepFunctions::StateMachine") => self.arn(name),
+                // Ref of a state machine or an alias is its ARN; of these others, the name.
+                Some("AWS::StepFunctions::StateMachine" | "AWS::Lambda::Alias") => self.arn(name),
                 Some(_) => self.name(name),
                 None => format!("{{param:{name}}}"),
             },
@@ -946,13 +975,22 @@ mod tests {
     #[test]
     fn security_state_machine_invoking_ingest_is_reported() {
         let text = mutated(
-            "                  - !GetAtt QuarantineFunction.Arn\n\n",
-            "                  - !GetAtt QuarantineFunction.Arn\n                  - !GetAtt IngestFunction.Arn\n\n",
+            "                  - !Ref QuarantineLiveAlias\n\n",
+            "                  - !Ref QuarantineLiveAlias\n                  - !Ref IngestLiveAlias\n\n",
         );
         assert_reported(
             &text,
             &["StateMachineRole", "lambda:InvokeFunction", "-ingest"],
         );
+    }
+
+    #[test]
+    fn security_state_machine_invoking_latest_instead_of_the_alias_is_reported() {
+        let text = mutated(
+            "                  - !Ref QuarantineLiveAlias\n\n",
+            "                  - !GetAtt QuarantineFunction.Arn\n\n",
+        );
+        assert_reported(&text, &["StateMachineRole", "lambda:InvokeFunction"]);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct Clients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 impl Clients {
@@ -40,6 +41,7 @@ impl Clients {
             cloudformation: aws_sdk_cloudformation::Client::new(config),
             lambda: aws_sdk_lambda::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
         }
     }
 }

@@ -12,13 +12,14 @@ use crate::clients::Clients;
 use crate::store::{error_chain, ObjectStore, S3Store};
 
 /// The Lambda functions of the pipeline, in deploy order; each ships as `<name>.zip`.
-pub const FUNCTIONS: [&str; 6] = [
+pub const FUNCTIONS: [&str; 7] = [
     "ingest",
     "inspect",
     "transform",
     "load",
     "quarantine",
     "reconcile",
+    "counters",
 ];
 
 /// What to deploy.
@@ -49,6 +50,10 @@ pub struct PipelineStack {
     pub functions: Vec<(String, String)>,
     /// Where Lambda puts events ingest failed to handle (ingest's on-failure destination).
     pub failure_queue_url: String,
+    /// One item per object version (see `pipeline_core::catalog`).
+    pub catalog_table: String,
+    /// Per-prefix counts kept by the counters function from the catalog's stream.
+    pub counters_table: String,
 }
 
 impl PipelineStack {
@@ -93,6 +98,8 @@ impl PipelineStack {
             state_machine_arn: output("StateMachineArn")?,
             functions,
             failure_queue_url: output("IngestFailureQueueUrl")?,
+            catalog_table: output("CatalogTableName")?,
+            counters_table: output("CountersTableName")?,
         })
     }
 }
@@ -145,9 +152,12 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
     let mut params: Vec<(String, String)> =
         vec![("ArtifactsBucket".into(), req.artifacts_bucket.clone())];
     let prefix = format!("{}/", req.stack_name);
+    // Everything the release is made of, for ReleaseId (see `release_id`).
+    let mut release_parts: Vec<String> = Vec::new();
     for f in FUNCTIONS {
         let body = read(&req.artifacts_dir.join(format!("{f}.zip")))?;
         let key = format!("{prefix}{f}-{}.zip", short_digest(&body));
+        release_parts.push(format!("zip {key}"));
         store
             .put(&req.artifacts_bucket, &key, body, "application/zip")
             .await?;
@@ -163,6 +173,7 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
             "application/json",
         )
         .await?;
+    release_parts.push(format!("definition {definition_key}"));
     params.push(("DefinitionKey".into(), definition_key));
     params.extend(req.parameters.iter().cloned());
 
@@ -170,6 +181,13 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
         path: req.template_path.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })?;
+    release_parts.push(format!("template {}", short_digest(template.as_bytes())));
+    release_parts.extend(
+        req.parameters
+            .iter()
+            .map(|(k, v)| format!("parameter {k}={v}")),
+    );
+    params.push(("ReleaseId".into(), release_id(release_parts)));
     let parameters: Vec<Parameter> = params
         .iter()
         .map(|(k, v)| {
@@ -304,6 +322,16 @@ fn short_digest(bytes: &[u8]) -> String {
     hex
 }
 
+/// The template's `ReleaseId`: 16 hex digits over what the deploy ships (zip and
+/// definition keys, which are content-addressed, the template and the caller's
+/// parameters, in any order). A change to any of them changes every function's
+/// configuration, so each publishes a new version and its `live` alias moves; the same
+/// inputs give the same id, so an unchanged deploy is a no-op.
+fn release_id(mut parts: Vec<String>) -> String {
+    parts.sort();
+    short_digest(parts.join("\n").as_bytes())
+}
+
 /// `ingest` -> `Ingest`: how the template names a function's parameters and outputs.
 fn pascal_case(function: &str) -> String {
     let mut chars = function.chars();
@@ -328,7 +356,8 @@ mod tests {
                 "Transform",
                 "Load",
                 "Quarantine",
-                "Reconcile"
+                "Reconcile",
+                "Counters"
             ]
         );
         let template = include_str!("../../../infra/template.yaml");
@@ -342,6 +371,26 @@ mod tests {
                 "{name}FunctionName"
             );
         }
+    }
+
+    #[test]
+    fn release_id_ignores_order_and_changes_with_any_part() {
+        let parts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = release_id(parts(&["zip a", "parameter X=1", "template t"]));
+        assert_eq!(
+            a,
+            release_id(parts(&["template t", "zip a", "parameter X=1"]))
+        );
+        assert_ne!(
+            a,
+            release_id(parts(&["zip a", "parameter X=2", "template t"]))
+        );
+        assert_ne!(
+            a,
+            release_id(parts(&["zip b", "parameter X=1", "template t"]))
+        );
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
     }
 
     #[test]

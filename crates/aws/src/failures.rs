@@ -149,6 +149,8 @@ pub async fn replay(
     let out = lambda
         .invoke()
         .function_name(function)
+        // The live release, as S3 invokes it (see `pipeline_core::release`).
+        .qualifier(pipeline_core::release::LIVE_ALIAS)
         .payload(Blob::new(event.to_string()))
         .send()
         .await

@@ -5,6 +5,7 @@
 //! in-memory fake for unit tests. Nothing outside this crate calls
 //! `aws_config::load_defaults`.
 
+pub mod catalog;
 pub mod clients;
 pub mod deploy;
 pub mod executions;
@@ -12,6 +13,7 @@ pub mod failures;
 #[cfg(feature = "logs")]
 pub mod logs;
 pub mod reconcile;
+pub mod releases;
 pub mod store;
 
 pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};

@@ -2137,8 +2137,13 @@ mod tests {
             let mb: u32 = line.split(':').nth(1).unwrap().trim().parse().unwrap();
             assert_eq!(MemorySizes::DEPLOYED.of(step), mb, "{step}");
         }
-        assert!(template.contains("Architectures: [x86_64]"));
-        assert!(!template.contains("Architectures: [arm64]"));
+        // The template's Architecture parameter defaults to x86_64, priced by default.
+        let parameter = &template[template.find("  Architecture:\n").unwrap()..];
+        let default = parameter
+            .lines()
+            .find(|l| l.trim_start().starts_with("Default:"))
+            .unwrap();
+        assert_eq!(default.trim(), "Default: x86_64");
         assert_eq!(Architecture::DEPLOYED, Architecture::X86_64);
     }
 }

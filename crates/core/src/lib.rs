@@ -5,6 +5,7 @@
 //! with plain table-driven unit tests. Adapters (AWS SDK, Lambda runtime) live elsewhere
 //! and call into it.
 
+pub mod catalog;
 pub mod config;
 pub mod cost;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod naming;
 pub mod ordering;
 pub mod payload;
 pub mod reconcile;
+pub mod release;
 pub mod report;
 pub mod sniff;
 pub mod transform;

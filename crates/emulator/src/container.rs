@@ -40,6 +40,8 @@ pub struct ContainerEmulator {
     name: String,
     image: String,
     port: u16,
+    health_path: &'static str,
+    ready_timeout: Duration,
 }
 
 enum Handle {
@@ -117,6 +119,8 @@ impl ContainerEmulator {
             name,
             image,
             port: 0,
+            health_path,
+            ready_timeout: opts.ready_timeout,
         };
         emulator.port = emulator
             .handle
@@ -135,6 +139,48 @@ impl ContainerEmulator {
             .wait_healthy(health_path, opts.ready_timeout)
             .await?;
         Ok(emulator)
+    }
+
+    /// `docker restart`: SIGTERM to the emulator (with `PERSIST_STATE=1` MiniStack saves its
+    /// state inside the container, which a restart keeps), up to 10 s, then start again.
+    /// Docker may publish a different host port afterwards, so the port is read again:
+    /// callers must rebuild clients from [`ContainerEmulator::endpoint`].
+    pub async fn restart(&mut self) -> Result<(), EmulatorError> {
+        let out = tokio::process::Command::new("docker")
+            .args(["restart", "--time", "10", &self.id])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| EmulatorError::ContainerStart {
+                image: self.image.clone(),
+                detail: format!("docker restart: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(EmulatorError::ContainerStart {
+                image: self.image.clone(),
+                detail: format!(
+                    "docker restart {} failed: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let handle = self
+            .handle
+            .as_ref()
+            .ok_or_else(|| EmulatorError::ContainerStart {
+                image: self.image.clone(),
+                detail: "container handle missing".into(),
+            })?;
+        self.port = handle
+            .host_port()
+            .await
+            .map_err(|detail| EmulatorError::ContainerStart {
+                image: self.image.clone(),
+                detail,
+            })?;
+        self.wait_healthy(self.health_path, self.ready_timeout)
+            .await
     }
 
     async fn wait_healthy(

@@ -61,6 +61,8 @@ pub struct Emulator {
     /// Per-run TMPDIR/STATE_DIR; `None` once deleted.
     run_dir: Option<PathBuf>,
     log_path: PathBuf,
+    /// What it was started with, for [`Emulator::restart`].
+    options: EmulatorOptions,
 }
 
 impl Emulator {
@@ -91,7 +93,54 @@ impl Emulator {
             port,
             run_dir: Some(run_dir),
             log_path,
+            options: opts.clone(),
         })
+    }
+
+    /// Stops MiniStack as [`Emulator::stop`] does (SIGTERM first, so with `PERSIST_STATE=1`
+    /// it saves its state to the run dir) and starts it again on the same port with the
+    /// same run dir, environment and log. Function processes die with the old group.
+    /// Errors when the port was taken in between; the emulator is then stopped.
+    pub fn restart(&mut self) -> Result<(), EmulatorError> {
+        let Some(run_dir) = self.run_dir.clone() else {
+            return Err(EmulatorError::BadSetting {
+                name: "restart",
+                value: "a stopped emulator".into(),
+                expected: "a running emulator",
+            });
+        };
+        unregister(self.pid);
+        if let Some(mut child) = self.child.take() {
+            terminate_group(&mut child)?;
+        }
+        let venv = Venv::ensure(&self.options.venv_dir)?;
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let mut child = spawn(
+            &venv,
+            self.port,
+            &run_dir,
+            &self.log_path,
+            1,
+            &self.options.extra_env,
+        )?;
+        register(child.id(), &run_dir);
+        self.pid = child.id();
+        let ready = wait_until_healthy(&mut child, self.port, &run_dir, deadline);
+        self.child = Some(child);
+        match ready {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited) => Err(EmulatorError::ExitedEarly {
+                status: format!("exited on restart (port {} taken?)", self.port),
+                attempts: 1,
+                tail: tail_of(&self.log_path, ERROR_TAIL_LINES),
+                log: self.log_path.clone(),
+            }),
+            Err(NotReady::TimedOut) => Err(EmulatorError::NotHealthy {
+                timeout: self.options.ready_timeout,
+                tail: tail_of(&self.log_path, ERROR_TAIL_LINES),
+                log: self.log_path.clone(),
+            }),
+        }
     }
 
     /// `http://127.0.0.1:<port>`: an IP, so the S3 SDK keeps path-style addressing.

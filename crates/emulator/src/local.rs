@@ -79,6 +79,27 @@ impl RunningEmulator {
         }
     }
 
+    /// Stops the emulator and starts it again with the same settings and data, as a host
+    /// or container restart would. What survives is what the emulator persists: with
+    /// MiniStack, everything only when started with `PERSIST_STATE=1` and `S3_PERSIST=1`.
+    /// The endpoint may change (container backends): read it again afterwards.
+    pub async fn restart(&mut self) -> Result<(), EmulatorError> {
+        match self {
+            RunningEmulator::Process(e) => {
+                // Blocking (a few seconds): off the async worker where the runtime allows.
+                let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                if multi_thread {
+                    tokio::task::block_in_place(|| e.restart())
+                } else {
+                    e.restart()
+                }
+            }
+            RunningEmulator::Container(c) => c.restart().await,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         match self {
             RunningEmulator::Process(e) => e.endpoint(),
@@ -111,6 +132,31 @@ impl RunningEmulator {
                 c.endpoint()
             ),
         }
+    }
+}
+
+/// The template parameter that switches on the stack's explicit handling of MiniStack's
+/// differences from AWS (see `EmulatorQuirks` in infra/template.yaml).
+pub const QUIRKS_PARAMETER: &str = "EmulatorQuirks";
+
+fn deploy_request(
+    backend: &Backend,
+    stack_name: &str,
+    paths: &RepoPaths,
+    mut parameters: Vec<(String, String)>,
+) -> DeployRequest {
+    let on_ministack = matches!(backend, Backend::Process | Backend::Container { .. });
+    if on_ministack && !parameters.iter().any(|(k, _)| k == QUIRKS_PARAMETER) {
+        parameters.push((QUIRKS_PARAMETER.to_string(), "ministack".to_string()));
+    }
+    DeployRequest {
+        stack_name: stack_name.to_string(),
+        template_path: paths.template.clone(),
+        definition_path: paths.definition.clone(),
+        artifacts_dir: paths.artifacts.clone(),
+        artifacts_bucket: format!("{stack_name}-artifacts"),
+        parameters,
+        timeout: Duration::from_secs(120),
     }
 }
 
@@ -151,15 +197,7 @@ impl LocalPipeline {
         let emulator = RunningEmulator::start(&backend.0, options, stack_name).await?;
         let config = sdk_config_for_endpoint(&emulator.endpoint(), REGION).await;
         let clients = Clients::new(&config);
-        let request = DeployRequest {
-            stack_name: stack_name.to_string(),
-            template_path: paths.template.clone(),
-            definition_path: paths.definition.clone(),
-            artifacts_dir: paths.artifacts.clone(),
-            artifacts_bucket: format!("{stack_name}-artifacts"),
-            parameters,
-            timeout: Duration::from_secs(120),
-        };
+        let request = deploy_request(&backend.0, stack_name, paths, parameters);
         match deploy(&clients, &request).await {
             Ok(stack) => Ok(LocalPipeline {
                 clients,
@@ -176,5 +214,34 @@ impl LocalPipeline {
 
     pub fn endpoint(&self) -> String {
         self.emulator.endpoint()
+    }
+
+    /// Deploys the stack again (an update) with these template parameters, as a user
+    /// would after changing code or settings.
+    pub async fn redeploy(
+        &mut self,
+        paths: &RepoPaths,
+        parameters: Vec<(String, String)>,
+    ) -> Result<(), LocalError> {
+        let request = deploy_request(&self.backend.0, &self.stack.stack_name, paths, parameters);
+        match deploy(&self.clients, &request).await {
+            Ok(stack) => {
+                self.stack = stack;
+                Ok(())
+            }
+            Err(source) => Err(LocalError::Deploy {
+                source,
+                log: self.emulator.log_tail(40),
+            }),
+        }
+    }
+
+    /// Restarts the emulator (see [`RunningEmulator::restart`]) and rebuilds the clients
+    /// for its endpoint. The deployed stack is whatever the emulator restored.
+    pub async fn restart_emulator(&mut self) -> Result<(), EmulatorError> {
+        self.emulator.restart().await?;
+        let config = sdk_config_for_endpoint(&self.emulator.endpoint(), REGION).await;
+        self.clients = Clients::new(&config);
+        Ok(())
     }
 }

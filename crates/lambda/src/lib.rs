@@ -12,8 +12,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod catalog;
 pub mod fault;
 pub mod publish;
+
+pub use catalog::{catalog_from_env, record_in_catalog, CatalogRecord};
 
 /// Sets up `tracing`: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON` (Lambda's advanced
 /// logging controls), text otherwise; level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.

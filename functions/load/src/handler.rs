@@ -1,20 +1,23 @@
 //! Load: assemble the manifest from the states' outputs and publish it, unless a newer
 //! write to the same key already has its result (then this version's thumbnails go).
 
+use pipeline_aws::catalog::Catalog;
 use pipeline_aws::ObjectStore;
+use pipeline_core::catalog::CatalogStatus;
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::key::ObjectKey;
 use pipeline_core::payload::{
     LoadInput, LoadOutput, Manifest, ObjectRef, Outcome, StepTimings, SCHEMA_VERSION,
 };
 use pipeline_core::PipelineError;
-use pipeline_lambda::from_store;
 use pipeline_lambda::publish::{publish_result, Published};
+use pipeline_lambda::{from_store, record_in_catalog, CatalogRecord};
 use tracing::info;
 
 pub async fn load(
     input: LoadInput,
     store: &dyn ObjectStore,
+    catalog: &dyn Catalog,
     config: &PipelineConfig,
 ) -> Result<LoadOutput, PipelineError> {
     let key = ObjectKey::from_decoded(input.source.key.clone())
@@ -49,6 +52,18 @@ pub async fn load(
         for t in &thumbnails {
             store.delete(&t.bucket, &t.key).await.map_err(from_store)?;
         }
+        record_in_catalog(
+            catalog,
+            CatalogRecord {
+                source: &input.source,
+                status: CatalogStatus::Superseded,
+                result_key: &manifest_ref.key,
+                error: None,
+                thumbnails: 0,
+                execution: &input.execution.name,
+            },
+        )
+        .await?;
         info!(bucket = %input.source.bucket, key = %input.source.key, superseded_by = %by,
               execution = %input.execution.name, outcome = "superseded", "superseded");
         return Ok(LoadOutput {
@@ -58,6 +73,18 @@ pub async fn load(
             superseded_by: Some(by),
         });
     }
+    record_in_catalog(
+        catalog,
+        CatalogRecord {
+            source: &input.source,
+            status: CatalogStatus::Processed,
+            result_key: &manifest_ref.key,
+            error: None,
+            thumbnails: thumbnails.len(),
+            execution: &input.execution.name,
+        },
+    )
+    .await?;
     info!(bucket = %input.source.bucket, key = %input.source.key, manifest = %manifest_ref.key,
           execution = %input.execution.name, outcome = "processed",
           already_current = published == Published::AlreadyCurrent, "manifest published");
@@ -100,6 +127,7 @@ pub fn build_manifest(input: &LoadInput) -> Result<Manifest, PipelineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline_aws::catalog::MemoryCatalog;
     use pipeline_aws::MemoryStore;
 
     fn fixture() -> LoadInput {
@@ -112,7 +140,9 @@ mod tests {
         let store = MemoryStore::new();
         let config = PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap();
         let input = fixture();
-        let out = load(input.clone(), &store, &config).await.unwrap();
+        let out = load(input.clone(), &store, &MemoryCatalog::new(), &config)
+            .await
+            .unwrap();
         assert_eq!(out.outcome, Outcome::Processed);
         assert_eq!(
             out.manifest.key,
@@ -146,9 +176,13 @@ mod tests {
         let config = PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap();
         let newer = version(&store, "v2", "0055AED6DCD90281E6");
         let older = version(&store, "v1", "0055AED6DCD90281E5");
-        let first = load(newer.clone(), &store, &config).await.unwrap();
+        let first = load(newer.clone(), &store, &MemoryCatalog::new(), &config)
+            .await
+            .unwrap();
         assert_eq!(first.outcome, Outcome::Processed);
-        let stale = load(older.clone(), &store, &config).await.unwrap();
+        let stale = load(older.clone(), &store, &MemoryCatalog::new(), &config)
+            .await
+            .unwrap();
         assert_eq!(stale.outcome, Outcome::Superseded);
         assert_eq!(
             stale.superseded_by.as_deref(),
@@ -170,11 +204,15 @@ mod tests {
     async fn load_retried_writes_the_same_bytes() {
         let store = MemoryStore::new();
         let config = PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap();
-        let out = load(fixture(), &store, &config).await.unwrap();
+        let out = load(fixture(), &store, &MemoryCatalog::new(), &config)
+            .await
+            .unwrap();
         let (first, _) = store.object("out", &out.manifest.key).unwrap();
         // Empty the stored manifest so that the retry has to write it again.
         store.insert("out", &out.manifest.key, Vec::new());
-        let again = load(fixture(), &store, &config).await.unwrap();
+        let again = load(fixture(), &store, &MemoryCatalog::new(), &config)
+            .await
+            .unwrap();
         let (second, _) = store.object("out", &again.manifest.key).unwrap();
         assert_eq!(first, second);
         assert_eq!(again.outcome, Outcome::Processed);

@@ -5,6 +5,7 @@ mod handler;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let env = pipeline_lambda::start_etl_function().await?;
-    let env = &env;
-    pipeline_lambda::run(move |input| handler::load(input, &env.store, &env.config)).await
+    let catalog = pipeline_lambda::catalog_from_env().await?;
+    let (env, catalog) = (&env, &catalog);
+    pipeline_lambda::run(move |input| handler::load(input, &env.store, catalog, &env.config)).await
 }

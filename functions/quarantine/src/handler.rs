@@ -2,7 +2,9 @@
 //! publish `quarantine/reports/<key>.json`, unless a newer write to the key already has
 //! its report (then the copy goes again and the execution ends `superseded`).
 
+use pipeline_aws::catalog::Catalog;
 use pipeline_aws::{ObjectLocation, ObjectStore, StoreError};
+use pipeline_core::catalog::CatalogStatus;
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::key::ObjectKey;
 use pipeline_core::naming::version_tag;
@@ -10,8 +12,8 @@ use pipeline_core::payload::{
     ObjectRef, Outcome, QuarantineInput, QuarantineOutput, QuarantineReport, SCHEMA_VERSION,
 };
 use pipeline_core::PipelineError;
-use pipeline_lambda::from_store;
 use pipeline_lambda::publish::{publish_result, Published};
+use pipeline_lambda::{from_store, record_in_catalog, CatalogRecord};
 use tracing::{info, warn};
 
 /// Quarantines one object. A source that no longer exists is still reported (with no
@@ -19,6 +21,7 @@ use tracing::{info, warn};
 pub async fn quarantine(
     input: QuarantineInput,
     store: &dyn ObjectStore,
+    catalog: &dyn Catalog,
     config: &PipelineConfig,
     now: String,
 ) -> Result<QuarantineOutput, PipelineError> {
@@ -67,6 +70,18 @@ pub async fn quarantine(
                 .await
                 .map_err(from_store)?;
         }
+        record_in_catalog(
+            catalog,
+            CatalogRecord {
+                source,
+                status: CatalogStatus::Superseded,
+                result_key: &report_ref.key,
+                error: Some(&report.error),
+                thumbnails: 0,
+                execution: &report.execution_name,
+            },
+        )
+        .await?;
         info!(bucket = %source.bucket, key = %source.key, superseded_by = %by,
               execution = %report.execution_name, outcome = "superseded", "superseded");
         return Ok(QuarantineOutput {
@@ -76,6 +91,18 @@ pub async fn quarantine(
             superseded_by: Some(by),
         });
     }
+    record_in_catalog(
+        catalog,
+        CatalogRecord {
+            source,
+            status: CatalogStatus::Quarantined,
+            result_key: &report_ref.key,
+            error: Some(&report.error),
+            thumbnails: 0,
+            execution: &report.execution_name,
+        },
+    )
+    .await?;
     info!(bucket = %source.bucket, key = %source.key, error = %report.error, cause = %report.cause,
           execution = %report.execution_name, outcome = "quarantined", "quarantined");
     Ok(QuarantineOutput {
@@ -89,6 +116,7 @@ pub async fn quarantine(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline_aws::catalog::MemoryCatalog;
     use pipeline_aws::MemoryStore;
 
     fn fixture() -> QuarantineInput {
@@ -109,6 +137,7 @@ mod tests {
         let out = quarantine(
             input.clone(),
             &store,
+            &MemoryCatalog::new(),
             &config(),
             "2026-11-29T08:00:00Z".into(),
         )
@@ -141,14 +170,26 @@ mod tests {
             input
         };
         let newer = at("v2", "0A");
-        let out = quarantine(newer.clone(), &store, &config(), "t2".into())
-            .await
-            .unwrap();
+        let out = quarantine(
+            newer.clone(),
+            &store,
+            &MemoryCatalog::new(),
+            &config(),
+            "t2".into(),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.outcome, Outcome::Quarantined);
         let older = at("v1", "09");
-        let stale = quarantine(older.clone(), &store, &config(), "t1".into())
-            .await
-            .unwrap();
+        let stale = quarantine(
+            older.clone(),
+            &store,
+            &MemoryCatalog::new(),
+            &config(),
+            "t1".into(),
+        )
+        .await
+        .unwrap();
         assert_eq!(stale.outcome, Outcome::Superseded);
         let (body, _) = store.object("out", &out.report.key).unwrap();
         let report: QuarantineReport = serde_json::from_slice(&body).unwrap();
@@ -165,9 +206,15 @@ mod tests {
     #[tokio::test]
     async fn quarantine_missing_source_still_writes_report() {
         let store = MemoryStore::new();
-        let out = quarantine(fixture(), &store, &config(), "t".into())
-            .await
-            .unwrap();
+        let out = quarantine(
+            fixture(),
+            &store,
+            &MemoryCatalog::new(),
+            &config(),
+            "t".into(),
+        )
+        .await
+        .unwrap();
         let (body, _) = store.object("out", &out.report.key).unwrap();
         let report: QuarantineReport = serde_json::from_slice(&body).unwrap();
         assert_eq!(report.copy, None);

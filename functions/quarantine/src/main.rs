@@ -5,11 +5,13 @@ mod handler;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let env = pipeline_lambda::start_etl_function().await?;
-    let env = &env;
+    let catalog = pipeline_lambda::catalog_from_env().await?;
+    let (env, catalog) = (&env, &catalog);
     pipeline_lambda::run(move |input| {
         handler::quarantine(
             input,
             &env.store,
+            catalog,
             &env.config,
             pipeline_lambda::now_rfc3339(),
         )
