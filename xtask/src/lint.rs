@@ -1,5 +1,5 @@
 //! `cargo xtask lint`: the project's own definition checks, statelint, the template's
-//! security rules and cfn-lint.
+//! security rules, cfn-lint, and the SAM form (current, expanded by the SAM translator).
 //!
 //! The two Python linters live in a project-local venv (`.pipeline/venv-lint`) with
 //! pinned versions; a marker file holding the pins makes the set-up idempotent, and a
@@ -13,6 +13,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::asl;
+use crate::sam;
 use crate::security;
 
 /// The linter venv, relative to the workspace root (ignored by git).
@@ -25,8 +26,14 @@ const MARKER_FILE: &str = "xtask-pins.txt";
 const PYTHON: &str = "python3";
 
 /// The linters, pinned. statelint (PyPI, a Python port of awslabs/statelint) validates
-/// Amazon States Language; cfn-lint validates CloudFormation templates.
-const PINNED_REQUIREMENTS: [&str; 2] = ["statelint==3.1.0", "cfn-lint==1.58.0"];
+/// Amazon States Language; cfn-lint validates CloudFormation templates; aws-sam-translator
+/// expands the SAM form (cfn-lint 1.58 no longer depends on it). 1.115.0 also installs
+/// next to ministack 1.5.33 (boto3/botocore 1.43.106), which applies the same transform.
+const PINNED_REQUIREMENTS: [&str; 3] = [
+    "statelint==3.1.0",
+    "cfn-lint==1.58.0",
+    "aws-sam-translator==1.115.0",
+];
 
 /// Runs every lint step for the workspace at `workspace_root`.
 pub fn run(workspace_root: &Path) -> Result<()> {
@@ -122,6 +129,8 @@ pub fn run(workspace_root: &Path) -> Result<()> {
     )?;
     record(outcome, "cfn-lint", &mut failures);
 
+    sam_form(workspace_root, &venv, &mut failures)?;
+
     if !failures.is_empty() {
         bail!(
             "lint failed in {} step(s):\n\n{}",
@@ -130,6 +139,59 @@ pub fn run(workspace_root: &Path) -> Result<()> {
         );
     }
     println!("lint: all checks passed");
+    Ok(())
+}
+
+/// The step "SAM form": `infra/sam/template.yaml` is what `cargo xtask sam` generates,
+/// the SAM translator expands it (code at stand-in S3 locations, as `sam package` leaves
+/// it) into what the project expects, and cfn-lint passes on the expansion.
+fn sam_form(root: &Path, venv: &Path, failures: &mut Vec<String>) -> Result<()> {
+    println!(
+        "lint: SAM form {} (generated, aws-sam-translator expansion, cfn-lint)",
+        sam::SAM_TEMPLATE_PATH
+    );
+    let expanded =
+        std::env::temp_dir().join(format!("pipeline-{}.sam-expanded.json", std::process::id()));
+    match sam::check_workspace(root, &venv.join("bin").join("python"), &expanded) {
+        Ok(problems) if problems.is_empty() => println!("  ok"),
+        Ok(problems) => {
+            println!("  FAILED ({} problem(s), listed below)", problems.len());
+            let report = problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            failures.push(format!("SAM form:\n{report}"));
+        }
+        Err(error) => {
+            println!("  FAILED (listed below)");
+            failures.push(format!("SAM form: {error:#}"));
+            return Ok(());
+        }
+    }
+    println!(
+        "lint: cfn-lint {} (cfn-lint applies the transform)",
+        sam::SAM_TEMPLATE_PATH
+    );
+    let outcome = run_tool(
+        Command::new(venv.join("bin").join("cfn-lint"))
+            .arg("--")
+            .arg(sam::SAM_TEMPLATE_PATH)
+            .current_dir(root),
+        "cfn-lint (SAM form)",
+    )?;
+    record(outcome, "cfn-lint (SAM form)", failures);
+    println!("lint: cfn-lint on the SAM translator's expansion");
+    let outcome = run_tool(
+        Command::new(venv.join("bin").join("cfn-lint"))
+            .arg("--")
+            .arg(&expanded)
+            .current_dir(root),
+        "cfn-lint (SAM expansion)",
+    );
+    // Best effort: a leftover file in the temp dir is harmless.
+    let _ = fs::remove_file(&expanded);
+    record(outcome?, "cfn-lint (SAM expansion)", failures);
     Ok(())
 }
 
@@ -283,7 +345,10 @@ mod tests {
 
     #[test]
     fn marker_contents_lists_every_pin_exactly() {
-        assert_eq!(marker_contents(), "statelint==3.1.0\ncfn-lint==1.58.0\n");
+        assert_eq!(
+            marker_contents(),
+            "statelint==3.1.0\ncfn-lint==1.58.0\naws-sam-translator==1.115.0\n"
+        );
         assert!(PINNED_REQUIREMENTS.iter().all(|p| p.contains("==")));
     }
 

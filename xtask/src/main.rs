@@ -1,5 +1,5 @@
 //! Project automation, run as `cargo xtask <command>`: package, check-artifacts, lint,
-//! demo, load, test, emulator-image, fuzz, bench-transform.
+//! sam, demo, load, test, emulator-image, fuzz, bench-transform.
 
 mod asl;
 mod bench;
@@ -9,6 +9,7 @@ mod fuzz;
 mod lambda_ready;
 mod lint;
 mod package;
+mod sam;
 mod security;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +28,10 @@ commands:
   check-artifacts [--arch x86_64|arm64] [DIR|ZIP|FILE...]
                      run the same check over existing zips (default: target/lambda/*.zip,
                      or target/lambda-arm64/*.zip with --arch arm64) without building
-  lint               check the state machine (own checks + statelint) and the template (cfn-lint)
+  lint               check the state machine (own checks + statelint), the template (cfn-lint,
+                     security rules) and its SAM form (current, SAM-translated, cfn-lint)
+  sam                write infra/sam/template.yaml, the SAM form of infra/template.yaml
+                     (rust-cargolambda builds, AutoPublishAlias live; see infra/README.md)
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
   load --objects N --writers W
@@ -53,6 +57,7 @@ fn main() -> Result<()> {
         "package" => package::run(&root, package::Options::parse(&rest)?).map(|_| ()),
         "check-artifacts" => package::check_artifacts(&root, &rest),
         "lint" => lint::run(&root),
+        "sam" => sam::run(&root),
         "fuzz" => fuzz::run(&root, &rest),
         "demo" | "load" => {
             // The emulator runs the zips on this machine: x86_64.

@@ -358,7 +358,7 @@ impl Template {
 
 /// CloudFormation YAML to its long JSON form: `!Ref X` -> `{"Ref": X}`,
 /// `!GetAtt A.B` -> `{"Fn::GetAtt": [A, B]}`, `!Sub s` -> `{"Fn::Sub": s}`, ...
-fn long_form(value: serde_yaml_ng::Value) -> Result<Value> {
+pub(crate) fn long_form(value: serde_yaml_ng::Value) -> Result<Value> {
     use serde_yaml_ng::Value as Y;
     Ok(match value {
         Y::Null => Value::Null,
