@@ -74,6 +74,35 @@ impl TestPipeline {
         Self::start_with_env(stack_name, Vec::new(), extra_env).await
     }
 
+    /// Starts an emulator and deploys the SAM form of the stack through the SAM transform
+    /// (see [`LocalPipeline::start_sam`]).
+    pub async fn start_sam(stack_name: &str) -> Result<Self> {
+        let options = EmulatorOptions {
+            extra_env: vec![("SFN_WAIT_SCALE".into(), "0".into())],
+            ..EmulatorOptions::default()
+        };
+        let local = LocalPipeline::start_sam(stack_name, &RepoPaths::from_workspace(), options)
+            .await
+            .context("deploying the SAM form on the emulator")?;
+        Ok(Self::wrap(stack_name, local))
+    }
+
+    fn wrap(stack_name: &str, local: LocalPipeline) -> Self {
+        announce(&format!(
+            "e2e [{stack_name}] backend {} ({}): {}",
+            local.backend.0.name(),
+            local.backend.1,
+            local.emulator.describe()
+        ));
+        let store = S3Store::new(local.clients.s3.clone());
+        let executions = Executions::new(local.clients.sfn.clone());
+        TestPipeline {
+            local,
+            store,
+            executions,
+        }
+    }
+
     async fn start_with_env(
         stack_name: &str,
         parameters: Vec<(String, String)>,
@@ -97,19 +126,7 @@ impl TestPipeline {
         let local = LocalPipeline::start(stack_name, &paths, parameters, options)
             .await
             .context("starting the pipeline on the emulator")?;
-        announce(&format!(
-            "e2e [{stack_name}] backend {} ({}): {}",
-            local.backend.0.name(),
-            local.backend.1,
-            local.emulator.describe()
-        ));
-        let store = S3Store::new(local.clients.s3.clone());
-        let executions = Executions::new(local.clients.sfn.clone());
-        Ok(TestPipeline {
-            local,
-            store,
-            executions,
-        })
+        Ok(Self::wrap(stack_name, local))
     }
 
     /// Updates the deployed stack with these template parameters (same code).

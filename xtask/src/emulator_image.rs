@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 #[allow(dead_code)]
 mod pins;
 
-use pins::{ENV_IMAGE, LOCAL_IMAGE, MINISTACK_VERSION};
+use pins::{ENV_IMAGE, LOCAL_IMAGE, MINISTACK_VERSION, SAM_TRANSLATOR_VERSION};
 
 const SUITE: &str = "bookworm";
 const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -66,7 +66,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     step(
         started,
         2,
-        &format!("venv /opt/ministack with ministack=={MINISTACK_VERSION} (PyPI)"),
+        &format!(
+            "venv /opt/ministack with ministack=={MINISTACK_VERSION} aws-sam-translator=={SAM_TRANSLATOR_VERSION} (PyPI)"
+        ),
     );
     install_ministack(&rootfs, started)?;
 
@@ -293,7 +295,7 @@ fn install_ministack(rootfs: &Path, started: Instant) -> Result<()> {
         "sh",
         "-c",
         &format!(
-            "python3 -m venv /opt/ministack && /opt/ministack/bin/pip install ministack=={MINISTACK_VERSION} 2>&1 \
+            "python3 -m venv /opt/ministack && /opt/ministack/bin/pip install ministack=={MINISTACK_VERSION} aws-sam-translator=={SAM_TRANSLATOR_VERSION} 2>&1 \
              | grep -E '^(Collecting|Successfully|ERROR)'; test -x /opt/ministack/bin/ministack"
         ),
     ]);

@@ -30,8 +30,9 @@ commands:
                      or target/lambda-arm64/*.zip with --arch arm64) without building
   lint               check the state machine (own checks + statelint), the template (cfn-lint,
                      security rules) and its SAM form (current, SAM-translated, cfn-lint)
-  sam                write infra/sam/template.yaml, the SAM form of infra/template.yaml
-                     (rust-cargolambda builds, AutoPublishAlias live; see infra/README.md)
+  sam [--packaged]   write infra/sam/template.yaml, the SAM form of infra/template.yaml
+                     (rust-cargolambda builds, AutoPublishAlias live; see infra/README.md);
+                     --packaged: target/sam/packaged.yaml, its code at S3 locations (emulator test)
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
   load --objects N --writers W
@@ -57,6 +58,7 @@ fn main() -> Result<()> {
         "package" => package::run(&root, package::Options::parse(&rest)?).map(|_| ()),
         "check-artifacts" => package::check_artifacts(&root, &rest),
         "lint" => lint::run(&root),
+        "sam" if rest.iter().any(|a| a == "--packaged") => sam::write_packaged(&root).map(drop),
         "sam" => sam::run(&root),
         "fuzz" => fuzz::run(&root, &rest),
         "demo" | "load" => {
@@ -72,6 +74,8 @@ fn main() -> Result<()> {
             ensure_test_photos()?;
             package::run(&root, package::Options::default())?;
             lint::run(&root)?;
+            // The SAM form's emulator test deploys it with its code at S3 locations.
+            sam::write_packaged(&root)?;
             // The recovery tests run the `pipeline` binary as a user would.
             cargo(&root, &BUILD_BINS, &[])?;
             cargo(

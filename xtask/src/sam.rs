@@ -63,6 +63,43 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where the emulator tests find the SAM form with its code at S3 locations, as
+/// `sam package` would write it: `target/sam/packaged.yaml`.
+pub fn packaged_path(root: &Path) -> std::path::PathBuf {
+    crate::target_dir(root).join("sam").join("packaged.yaml")
+}
+
+/// The bucket the packaged form names; the test harness creates it and uploads the zips
+/// (`code/<function>.zip`) and the definition (`state-machine/pipeline.asl.json`) there.
+pub const PACKAGED_BUCKET: &str = "sam-artifacts";
+
+/// `cargo xtask sam --packaged`: writes [`packaged_path`] from the checked-in SAM form.
+pub fn write_packaged(root: &Path) -> Result<std::path::PathBuf> {
+    let source = root.join(SAM_TEMPLATE_PATH);
+    let sam =
+        fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
+    let keys: Vec<(String, String)> = crate::package::FUNCTIONS
+        .iter()
+        .map(|f| (f.to_string(), format!("code/{f}.zip")))
+        .chain([("StateMachine".to_string(), asl::DEFINITION_PATH.to_string())])
+        .collect();
+    let locations: Vec<(&str, &str, &str)> = keys
+        .iter()
+        .map(|(name, key)| (name.as_str(), PACKAGED_BUCKET, key.as_str()))
+        .collect();
+    let packaged = sam_with_code_locations(&sam, &locations)?;
+    let path = packaged_path(root);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    fs::write(&path, packaged).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "sam: wrote {} (code in s3://{PACKAGED_BUCKET}/code/)",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// The SAM form generated from the workspace's plain template.
 fn generate_from_workspace(root: &Path) -> Result<String> {
     let source = root.join(asl::TEMPLATE_PATH);

@@ -188,7 +188,20 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
             .map(|(k, v)| format!("parameter {k}={v}")),
     );
     params.push(("ReleaseId".into(), release_id(release_parts)));
-    let parameters: Vec<Parameter> = params
+    apply_stack(clients, &req.stack_name, &template, &params, req.timeout).await
+}
+
+/// Creates or updates `stack_name` from `template` (plain CloudFormation or a template
+/// with a transform such as SAM's) with `parameters`, waits for it and reads its outputs.
+/// "No updates" is success.
+pub async fn apply_stack(
+    clients: &Clients,
+    stack_name: &str,
+    template: &str,
+    parameters: &[(String, String)],
+    timeout: Duration,
+) -> Result<PipelineStack, DeployError> {
+    let parameters: Vec<Parameter> = parameters
         .iter()
         .map(|(k, v)| {
             Parameter::builder()
@@ -197,11 +210,18 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
                 .build()
         })
         .collect();
+    // Named roles are not used, but a caller's template may; AUTO_EXPAND lets a template
+    // with a transform (the SAM form) be created directly.
+    let capabilities = [
+        Capability::CapabilityIam,
+        Capability::CapabilityNamedIam,
+        Capability::CapabilityAutoExpand,
+    ];
 
     let exists = clients
         .cloudformation
         .describe_stacks()
-        .stack_name(&req.stack_name)
+        .stack_name(stack_name)
         .send()
         .await
         .map(|s| {
@@ -214,17 +234,16 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
         let r = clients
             .cloudformation
             .update_stack()
-            .stack_name(&req.stack_name)
-            .template_body(&template)
+            .stack_name(stack_name)
+            .template_body(template)
             .set_parameters(Some(parameters))
-            .capabilities(Capability::CapabilityIam)
-            .capabilities(Capability::CapabilityNamedIam)
+            .set_capabilities(Some(capabilities.to_vec()))
             .send()
             .await;
         match r {
             Ok(_) => {}
             Err(e) if e.message().unwrap_or_default().contains("No updates") => {
-                return PipelineStack::describe(clients, &req.stack_name).await;
+                return PipelineStack::describe(clients, stack_name).await;
             }
             Err(e) => return Err(DeployError::Api(error_chain(&e))),
         }
@@ -232,17 +251,16 @@ pub async fn deploy(clients: &Clients, req: &DeployRequest) -> Result<PipelineSt
         clients
             .cloudformation
             .create_stack()
-            .stack_name(&req.stack_name)
-            .template_body(&template)
+            .stack_name(stack_name)
+            .template_body(template)
             .set_parameters(Some(parameters))
-            .capabilities(Capability::CapabilityIam)
-            .capabilities(Capability::CapabilityNamedIam)
+            .set_capabilities(Some(capabilities.to_vec()))
             .send()
             .await
             .map_err(|e| DeployError::Api(error_chain(&e)))?;
     }
-    wait_for_stack(clients, &req.stack_name, req.timeout).await?;
-    PipelineStack::describe(clients, &req.stack_name).await
+    wait_for_stack(clients, stack_name, timeout).await?;
+    PipelineStack::describe(clients, stack_name).await
 }
 
 async fn wait_for_stack(

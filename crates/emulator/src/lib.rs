@@ -70,7 +70,7 @@ pub use backend::Backend;
 pub use container::ContainerEmulator;
 pub use emulator::{Emulator, EmulatorOptions};
 pub use error::EmulatorError;
-pub use pins::MINISTACK_VERSION;
+pub use pins::{MINISTACK_VERSION, SAM_TRANSLATOR_VERSION};
 pub use venv::Venv;
 
 /// The last `n` lines of `text`, joined with `\n`.

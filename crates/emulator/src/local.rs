@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pipeline_aws::deploy::{deploy, DeployError, DeployRequest, PipelineStack};
-use pipeline_aws::{sdk_config_for_endpoint, Clients};
+use pipeline_aws::deploy::{
+    apply_stack, deploy, DeployError, DeployRequest, PipelineStack, FUNCTIONS,
+};
+use pipeline_aws::{sdk_config_for_endpoint, Clients, ObjectStore, S3Store};
 
 use crate::backend::{Backend, Settings};
 use crate::{ContainerEmulator, Emulator, EmulatorError, EmulatorOptions};
@@ -19,6 +21,8 @@ pub struct RepoPaths {
     pub template: PathBuf,
     pub definition: PathBuf,
     pub artifacts: PathBuf,
+    /// The SAM form with its code at S3 locations (`cargo xtask sam --packaged`).
+    pub sam_packaged: PathBuf,
 }
 
 impl RepoPaths {
@@ -36,6 +40,7 @@ impl RepoPaths {
             template: root.join("infra/template.yaml"),
             definition: root.join("state-machine/pipeline.asl.json"),
             artifacts,
+            sam_packaged: target.join("sam").join("packaged.yaml"),
         }
     }
 }
@@ -48,6 +53,10 @@ pub enum LocalError {
     Deploy { source: DeployError, log: String },
     #[error("emulator start task failed: {0}")]
     Join(String),
+    #[error("{0}")]
+    SamForm(String),
+    #[error("uploading the SAM form's code: {0}")]
+    Upload(#[from] pipeline_aws::StoreError),
 }
 
 /// One running emulator, whichever backend started it. Dropping it stops it (the process
@@ -135,6 +144,9 @@ impl RunningEmulator {
     }
 }
 
+/// The bucket `cargo xtask sam --packaged` puts the SAM form's code in.
+pub const SAM_ARTIFACTS_BUCKET: &str = "sam-artifacts";
+
 /// The template parameter that switches on the stack's explicit handling of MiniStack's
 /// differences from AWS (see `EmulatorQuirks` in infra/template.yaml).
 pub const QUIRKS_PARAMETER: &str = "EmulatorQuirks";
@@ -214,6 +226,87 @@ impl LocalPipeline {
 
     pub fn endpoint(&self) -> String {
         self.emulator.endpoint()
+    }
+
+    /// Starts the emulator the environment selects and deploys the SAM form of the stack
+    /// (`infra/sam/template.yaml`, packaged by `cargo xtask sam --packaged` with its code
+    /// in `s3://sam-artifacts/`): uploads the zips and the definition there, as `sam
+    /// deploy` would, and creates the stack, which the emulator expands with the SAM
+    /// transform.
+    pub async fn start_sam(
+        stack_name: &str,
+        paths: &RepoPaths,
+        options: EmulatorOptions,
+    ) -> Result<Self, LocalError> {
+        let settings = Settings::from_env();
+        let backend = tokio::task::spawn_blocking(move || settings.choose(crate::container::probe))
+            .await
+            .map_err(|e| LocalError::Join(e.to_string()))??;
+        let sam_form = |detail: String| LocalError::SamForm(detail);
+        let template = std::fs::read_to_string(&paths.sam_packaged).map_err(|e| {
+            sam_form(format!(
+                "{}: {e}; write it with `cargo xtask sam --packaged` (`cargo xtask test` does)",
+                paths.sam_packaged.display()
+            ))
+        })?;
+        let emulator = RunningEmulator::start(&backend.0, options, stack_name).await?;
+        let config = sdk_config_for_endpoint(&emulator.endpoint(), REGION).await;
+        let clients = Clients::new(&config);
+        let store = S3Store::new(clients.s3.clone());
+        let uploaded = async {
+            store.ensure_bucket(SAM_ARTIFACTS_BUCKET).await?;
+            for f in FUNCTIONS {
+                let key = format!("code/{f}.zip");
+                if !template.contains(&format!("Key: {key}")) {
+                    return Err(sam_form(format!(
+                        "{} does not name s3://{SAM_ARTIFACTS_BUCKET}/{key}: run `cargo xtask sam --packaged`",
+                        paths.sam_packaged.display()
+                    )));
+                }
+                let zip = paths.artifacts.join(format!("{f}.zip"));
+                let body =
+                    std::fs::read(&zip).map_err(|e| sam_form(format!("{}: {e}", zip.display())))?;
+                store
+                    .put(SAM_ARTIFACTS_BUCKET, &key, body, "application/zip")
+                    .await?;
+            }
+            let definition = std::fs::read(&paths.definition)
+                .map_err(|e| sam_form(format!("{}: {e}", paths.definition.display())))?;
+            store
+                .put(
+                    SAM_ARTIFACTS_BUCKET,
+                    "state-machine/pipeline.asl.json",
+                    definition,
+                    "application/json",
+                )
+                .await?;
+            Ok::<(), LocalError>(())
+        };
+        uploaded.await?;
+        let mut parameters = Vec::new();
+        if matches!(backend.0, Backend::Process | Backend::Container { .. }) {
+            parameters.push((QUIRKS_PARAMETER.to_string(), "ministack".to_string()));
+        }
+        match apply_stack(
+            &clients,
+            stack_name,
+            &template,
+            &parameters,
+            Duration::from_secs(120),
+        )
+        .await
+        {
+            Ok(stack) => Ok(LocalPipeline {
+                clients,
+                stack,
+                emulator,
+                backend,
+            }),
+            Err(source) => Err(LocalError::Deploy {
+                source,
+                log: emulator.log_tail(40),
+            }),
+        }
     }
 
     /// Deploys the stack again (an update) with these template parameters, as a user

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use crate::pins::SAM_TRANSLATOR_VERSION;
 use crate::{EmulatorError, MINISTACK_VERSION};
 
 /// Written into the venv only after pip succeeded; holds [`requirement()`].
@@ -88,14 +89,15 @@ impl Venv {
             }
         }
         // One pip call, so pip resolves ministack's own pins (botocore) in one go.
-        let output = run(Command::new(self.python()).args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            &requirement(),
-        ]))
+        let output = run(Command::new(self.python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+            ])
+            .args(requirements()))
         .map_err(EmulatorError::io("run", self.python()))?;
         if !output.status.success() {
             return Err(EmulatorError::PipInstall {
@@ -121,8 +123,18 @@ impl Venv {
 }
 
 /// The single pip requirement installed into the venv.
+/// What the venv holds: MiniStack, and the SAM translator MiniStack imports to deploy a
+/// template with the `AWS::Serverless-2016-10-31` transform (the SAM form of the stack).
+fn requirements() -> [String; 2] {
+    [
+        format!("ministack=={MINISTACK_VERSION}"),
+        format!("aws-sam-translator=={SAM_TRANSLATOR_VERSION}"),
+    ]
+}
+
+/// The marker's content: the requirements, space-separated.
 fn requirement() -> String {
-    format!("ministack=={MINISTACK_VERSION}")
+    requirements().join(" ")
 }
 
 /// [`Venv::default_location`] given the value of `$PIPELINE_VENV`.
@@ -304,7 +316,16 @@ mod tests {
         );
         fs::write(venv.marker(), "ministack==1.5.32\n").unwrap();
         assert!(!venv.is_installed(), "other version");
-        write_atomically(&venv.marker(), "ministack==1.5.33\n").unwrap();
+        fs::write(venv.marker(), "ministack==1.5.33\n").unwrap();
+        assert!(
+            !venv.is_installed(),
+            "without the SAM translator (an older venv)"
+        );
+        write_atomically(
+            &venv.marker(),
+            &format!("ministack==1.5.33 aws-sam-translator=={SAM_TRANSLATOR_VERSION}\n"),
+        )
+        .unwrap();
         assert!(venv.is_installed(), "marker and binary");
         fs::remove_dir_all(&dir).unwrap();
     }
