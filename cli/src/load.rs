@@ -135,7 +135,16 @@ pub async fn load(
         }
         let is_quarantined = matches!(run.status, ObjectStatus::Quarantined { .. });
         if is_quarantined != *expect_quarantine {
-            wrong.push(format!("{key}: {}", run.status.label()));
+            // Why, in the execution's own words (truncated): what an operator needs first.
+            let why: String = [run.detail.error.as_deref(), run.detail.cause.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")
+                .chars()
+                .take(300)
+                .collect();
+            wrong.push(format!("{key}: {} ({why})", run.status.label()));
         }
     }
     let report = LoadReport {
