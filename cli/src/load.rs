@@ -135,15 +135,24 @@ pub async fn load(
         }
         let is_quarantined = matches!(run.status, ObjectStatus::Quarantined { .. });
         if is_quarantined != *expect_quarantine {
-            // Why, in the execution's own words (truncated): what an operator needs first.
-            let why: String = [run.detail.error.as_deref(), run.detail.cause.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(": ")
-                .chars()
-                .take(300)
-                .collect();
+            // Why: the last failed task attempt in the history (the execution's own error
+            // of a Fail state only says where to look), truncated.
+            let last_failure = executions
+                .task_failures(&run.detail.summary.arn)
+                .await
+                .ok()
+                .and_then(|f| f.last().cloned());
+            let why: String = match last_failure {
+                Some((error, cause)) => format!("last task failure {error}: {cause}"),
+                None => [run.detail.error.as_deref(), run.detail.cause.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": "),
+            }
+            .chars()
+            .take(300)
+            .collect();
             wrong.push(format!("{key}: {} ({why})", run.status.label()));
         }
     }
