@@ -19,15 +19,28 @@ use crate::commands::aws_clients;
 /// The definition the stack deploys (the same file, embedded at build time).
 const DEFINITION: &str = include_str!("../../state-machine/pipeline.asl.json");
 
+#[derive(clap::Args)]
 pub struct CostArgs {
+    /// Objects uploaded per month.
+    #[arg(long)]
     pub objects: u64,
+    /// Average image size in megapixels.
+    #[arg(long)]
     pub avg_megapixels: f64,
+    /// Share of objects that end in quarantine (0-1).
+    #[arg(long, default_value_t = 0.0)]
     pub quarantined_fraction: f64,
+    /// Average task retries per object.
+    #[arg(long, default_value_t = 0.0)]
     pub retries_per_object: f64,
+    /// Price Lambda for arm64 (Graviton) instead of x86_64.
+    #[arg(long)]
     pub arm64: bool,
-    /// Measure step durations from this stack's recent executions.
+    /// Measure step durations from this deployed stack's recent executions.
+    #[arg(long)]
     pub stack: Option<String>,
-    /// At most this many executions are read.
+    /// Read at most this many executions when measuring.
+    #[arg(long, default_value_t = 200)]
     pub samples: usize,
 }
 

@@ -146,29 +146,7 @@ enum Command {
     /// Estimate the monthly AWS cost of a workload (Lambda GB-seconds, Step Functions
     /// STANDARD against EXPRESS, S3 requests and storage, logs) and explain when EXPRESS
     /// is cheaper and what idempotency it gives up.
-    Cost {
-        /// Objects uploaded per month.
-        #[arg(long)]
-        objects: u64,
-        /// Average image size in megapixels.
-        #[arg(long)]
-        avg_megapixels: f64,
-        /// Share of objects that end in quarantine (0-1).
-        #[arg(long, default_value_t = 0.0)]
-        quarantined_fraction: f64,
-        /// Average task retries per object.
-        #[arg(long, default_value_t = 0.0)]
-        retries_per_object: f64,
-        /// Price Lambda for arm64 (Graviton) instead of x86_64.
-        #[arg(long)]
-        arm64: bool,
-        /// Measure step durations from this deployed stack's recent executions.
-        #[arg(long)]
-        stack: Option<String>,
-        /// Read at most this many executions when measuring.
-        #[arg(long, default_value_t = 200)]
-        samples: usize,
-    },
+    Cost(cost::CostArgs),
     /// Show each function's published versions and which one its `live` alias (what S3,
     /// the state machine and the schedule invoke) points at.
     Releases {
@@ -247,26 +225,7 @@ async fn main() -> std::process::ExitCode {
             operate::failed_events(&stack, replay, max).await
         }
         Command::Catalog { key, stack } => catalog::catalog(&stack, key.as_deref()).await,
-        Command::Cost {
-            objects,
-            avg_megapixels,
-            quarantined_fraction,
-            retries_per_object,
-            arm64,
-            stack,
-            samples,
-        } => {
-            cost::cost(cost::CostArgs {
-                objects,
-                avg_megapixels,
-                quarantined_fraction,
-                retries_per_object,
-                arm64,
-                stack,
-                samples,
-            })
-            .await
-        }
+        Command::Cost(args) => cost::cost(args).await,
         Command::Releases { stack } => release::releases(&stack).await,
         Command::Rollback {
             stack,

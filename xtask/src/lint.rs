@@ -103,22 +103,11 @@ pub fn run(workspace_root: &Path) -> Result<()> {
         "lint: security rules on {} (roles, buckets, invoke permission)",
         asl::TEMPLATE_PATH
     );
-    match security::check_workspace(workspace_root) {
-        Ok(problems) if problems.is_empty() => println!("  ok"),
-        Ok(problems) => {
-            println!("  FAILED ({} problem(s), listed below)", problems.len());
-            let report = problems
-                .iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            failures.push(format!("security rules:\n{report}"));
-        }
-        Err(error) => {
-            println!("  FAILED (listed below)");
-            failures.push(format!("security rules: {error:#}"));
-        }
-    }
+    record_problems(
+        security::check_workspace(workspace_root),
+        "security rules",
+        &mut failures,
+    );
 
     println!("lint: cfn-lint {}", asl::TEMPLATE_PATH);
     let outcome = run_tool(
@@ -142,6 +131,29 @@ pub fn run(workspace_root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Prints and records the outcome of a rule step that lists problems; `false` when the
+/// step could not run at all (its error is recorded).
+fn record_problems(result: Result<Vec<String>>, step: &str, failures: &mut Vec<String>) -> bool {
+    match result {
+        Ok(problems) if problems.is_empty() => println!("  ok"),
+        Ok(problems) => {
+            println!("  FAILED ({} problem(s), listed below)", problems.len());
+            let report = problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            failures.push(format!("{step}:\n{report}"));
+        }
+        Err(error) => {
+            println!("  FAILED (listed below)");
+            failures.push(format!("{step}: {error:#}"));
+            return false;
+        }
+    }
+    true
+}
+
 /// The step "SAM form": `infra/sam/template.yaml` is what `cargo xtask sam` generates,
 /// the SAM translator expands it (code at stand-in S3 locations, as `sam package` leaves
 /// it) into what the project expects, and cfn-lint passes on the expansion.
@@ -152,22 +164,13 @@ fn sam_form(root: &Path, venv: &Path, failures: &mut Vec<String>) -> Result<()> 
     );
     let expanded =
         std::env::temp_dir().join(format!("pipeline-{}.sam-expanded.json", std::process::id()));
-    match sam::check_workspace(root, &venv.join("bin").join("python"), &expanded) {
-        Ok(problems) if problems.is_empty() => println!("  ok"),
-        Ok(problems) => {
-            println!("  FAILED ({} problem(s), listed below)", problems.len());
-            let report = problems
-                .iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            failures.push(format!("SAM form:\n{report}"));
-        }
-        Err(error) => {
-            println!("  FAILED (listed below)");
-            failures.push(format!("SAM form: {error:#}"));
-            return Ok(());
-        }
+    let checked = record_problems(
+        sam::check_workspace(root, &venv.join("bin").join("python"), &expanded),
+        "SAM form",
+        failures,
+    );
+    if !checked {
+        return Ok(());
     }
     println!(
         "lint: cfn-lint {} (cfn-lint applies the transform)",

@@ -25,6 +25,14 @@ pub enum CatalogError {
     Malformed { table: String, detail: String },
 }
 
+fn table_error(operation: &'static str, table: &str, e: &dyn std::error::Error) -> CatalogError {
+    CatalogError::Failed {
+        operation,
+        table: table.to_string(),
+        message: error_chain(e),
+    }
+}
+
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -117,11 +125,7 @@ impl DynamoCatalog {
     }
 
     fn failed(&self, operation: &'static str, e: &dyn std::error::Error) -> CatalogError {
-        CatalogError::Failed {
-            operation,
-            table: self.table.clone(),
-            message: error_chain(e),
-        }
+        table_error(operation, &self.table, e)
     }
 
     /// Every entry of `key`: its versions, and (second) the latest item when there is one.
@@ -273,11 +277,7 @@ impl Counters {
     }
 
     fn failed(&self, operation: &'static str, e: &dyn std::error::Error) -> CatalogError {
-        CatalogError::Failed {
-            operation,
-            table: self.table.clone(),
-            message: error_chain(e),
-        }
+        table_error(operation, &self.table, e)
     }
 
     /// Applies one change exactly once: a marker item for its event id (conditional on

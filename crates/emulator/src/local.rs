@@ -151,15 +151,40 @@ pub const SAM_ARTIFACTS_BUCKET: &str = "sam-artifacts";
 /// differences from AWS (see `EmulatorQuirks` in infra/template.yaml).
 pub const QUIRKS_PARAMETER: &str = "EmulatorQuirks";
 
+/// The backend the environment selects (see [`Settings::choose`]).
+async fn chosen_backend() -> Result<(Backend, String), LocalError> {
+    let settings = Settings::from_env();
+    tokio::task::spawn_blocking(move || settings.choose(crate::container::probe))
+        .await
+        .map_err(|e| LocalError::Join(e.to_string()))?
+        .map_err(LocalError::from)
+}
+
+/// Starts `backend` and builds the clients for it.
+async fn start_emulator(
+    backend: &Backend,
+    options: EmulatorOptions,
+    name_hint: &str,
+) -> Result<(RunningEmulator, Clients), LocalError> {
+    let emulator = RunningEmulator::start(backend, options, name_hint).await?;
+    let config = sdk_config_for_endpoint(&emulator.endpoint(), REGION).await;
+    Ok((emulator, Clients::new(&config)))
+}
+
+/// `EmulatorQuirks=ministack` on MiniStack (process or container), nothing elsewhere.
+fn quirks_parameter(backend: &Backend) -> Option<(String, String)> {
+    matches!(backend, Backend::Process | Backend::Container { .. })
+        .then(|| (QUIRKS_PARAMETER.to_string(), "ministack".to_string()))
+}
+
 fn deploy_request(
     backend: &Backend,
     stack_name: &str,
     paths: &RepoPaths,
     mut parameters: Vec<(String, String)>,
 ) -> DeployRequest {
-    let on_ministack = matches!(backend, Backend::Process | Backend::Container { .. });
-    if on_ministack && !parameters.iter().any(|(k, _)| k == QUIRKS_PARAMETER) {
-        parameters.push((QUIRKS_PARAMETER.to_string(), "ministack".to_string()));
+    if !parameters.iter().any(|(k, _)| k == QUIRKS_PARAMETER) {
+        parameters.extend(quirks_parameter(backend));
     }
     DeployRequest {
         stack_name: stack_name.to_string(),
@@ -191,10 +216,7 @@ impl LocalPipeline {
         parameters: Vec<(String, String)>,
         options: EmulatorOptions,
     ) -> Result<Self, LocalError> {
-        let settings = Settings::from_env();
-        let backend = tokio::task::spawn_blocking(move || settings.choose(crate::container::probe))
-            .await
-            .map_err(|e| LocalError::Join(e.to_string()))??;
+        let backend = chosen_backend().await?;
         Self::start_on(backend, stack_name, paths, parameters, options).await
     }
 
@@ -206,11 +228,20 @@ impl LocalPipeline {
         parameters: Vec<(String, String)>,
         options: EmulatorOptions,
     ) -> Result<Self, LocalError> {
-        let emulator = RunningEmulator::start(&backend.0, options, stack_name).await?;
-        let config = sdk_config_for_endpoint(&emulator.endpoint(), REGION).await;
-        let clients = Clients::new(&config);
+        let (emulator, clients) = start_emulator(&backend.0, options, stack_name).await?;
         let request = deploy_request(&backend.0, stack_name, paths, parameters);
-        match deploy(&clients, &request).await {
+        let deployed = deploy(&clients, &request).await;
+        Self::deployed(clients, emulator, backend, deployed)
+    }
+
+    /// The pipeline once its stack deployed, or the deploy error with the emulator's log.
+    fn deployed(
+        clients: Clients,
+        emulator: RunningEmulator,
+        backend: (Backend, String),
+        deployed: Result<PipelineStack, DeployError>,
+    ) -> Result<Self, LocalError> {
+        match deployed {
             Ok(stack) => Ok(LocalPipeline {
                 clients,
                 stack,
@@ -238,10 +269,7 @@ impl LocalPipeline {
         paths: &RepoPaths,
         options: EmulatorOptions,
     ) -> Result<Self, LocalError> {
-        let settings = Settings::from_env();
-        let backend = tokio::task::spawn_blocking(move || settings.choose(crate::container::probe))
-            .await
-            .map_err(|e| LocalError::Join(e.to_string()))??;
+        let backend = chosen_backend().await?;
         let sam_form = |detail: String| LocalError::SamForm(detail);
         let template = std::fs::read_to_string(&paths.sam_packaged).map_err(|e| {
             sam_form(format!(
@@ -249,9 +277,7 @@ impl LocalPipeline {
                 paths.sam_packaged.display()
             ))
         })?;
-        let emulator = RunningEmulator::start(&backend.0, options, stack_name).await?;
-        let config = sdk_config_for_endpoint(&emulator.endpoint(), REGION).await;
-        let clients = Clients::new(&config);
+        let (emulator, clients) = start_emulator(&backend.0, options, stack_name).await?;
         let store = S3Store::new(clients.s3.clone());
         let uploaded = async {
             store.ensure_bucket(SAM_ARTIFACTS_BUCKET).await?;
@@ -283,30 +309,16 @@ impl LocalPipeline {
             Ok::<(), LocalError>(())
         };
         uploaded.await?;
-        let mut parameters = Vec::new();
-        if matches!(backend.0, Backend::Process | Backend::Container { .. }) {
-            parameters.push((QUIRKS_PARAMETER.to_string(), "ministack".to_string()));
-        }
-        match apply_stack(
+        let parameters: Vec<_> = quirks_parameter(&backend.0).into_iter().collect();
+        let deployed = apply_stack(
             &clients,
             stack_name,
             &template,
             &parameters,
             Duration::from_secs(120),
         )
-        .await
-        {
-            Ok(stack) => Ok(LocalPipeline {
-                clients,
-                stack,
-                emulator,
-                backend,
-            }),
-            Err(source) => Err(LocalError::Deploy {
-                source,
-                log: emulator.log_tail(40),
-            }),
-        }
+        .await;
+        Self::deployed(clients, emulator, backend, deployed)
     }
 
     /// Deploys the stack again (an update) with these template parameters, as a user
