@@ -210,6 +210,31 @@ pub fn duplicate_problems(runs: &[VersionRun]) -> Vec<String> {
     problems
 }
 
+/// How a key's two versions' first executions met in time: whether the second version
+/// was uploaded (acknowledged at `second_put_ms`) while the first one's execution ran,
+/// and whether the second one's execution ended before the first one's (the older
+/// version finishing last: what ordering must survive). Runs are `(start_ms, stop_ms)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overlap {
+    pub uploaded_while_running: bool,
+    pub newer_finished_first: bool,
+}
+
+pub fn overlap(
+    first: (i64, Option<i64>),
+    second_put_ms: i64,
+    second: Option<(i64, Option<i64>)>,
+) -> Overlap {
+    let (start, stop) = first;
+    Overlap {
+        uploaded_while_running: start <= second_put_ms && stop.is_none_or(|s| second_put_ms < s),
+        newer_finished_first: matches!(
+            (stop, second.and_then(|(_, s)| s)),
+            (Some(older), Some(newer)) if newer < older
+        ),
+    }
+}
+
 /// Why a version's last execution ended differently than its content implies (`None`:
 /// it did not). `newest`: the version is the key's newest, so nothing can supersede it.
 pub fn ending_problem(last: &ObjectStatus, content: Content, newest: bool) -> Option<String> {
@@ -486,6 +511,33 @@ mod tests {
         ];
         for (name, expected) in cases {
             assert_eq!(generation_of(&source, &name, 5), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn overlap_table() {
+        let cases = [
+            ((100, Some(400)), 200, Some((250, Some(500))), (true, false)),
+            ((100, Some(400)), 200, Some((250, Some(350))), (true, true)),
+            (
+                (100, Some(150)),
+                200,
+                Some((250, Some(300))),
+                (false, false),
+            ),
+            ((300, Some(400)), 200, Some((250, Some(350))), (false, true)),
+            ((100, None), 200, None, (true, false)),
+            ((100, Some(400)), 200, None, (true, false)),
+        ];
+        for (first, put, second, (during, reversed)) in cases {
+            assert_eq!(
+                overlap(first, put, second),
+                Overlap {
+                    uploaded_while_running: during,
+                    newer_finished_first: reversed
+                },
+                "{first:?} {put} {second:?}"
+            );
         }
     }
 

@@ -175,6 +175,32 @@ pub async fn load(
             }
         }
     }
+    // Did the run provoke what it means to? Second versions against their first ones.
+    let (mut pairs, mut during, mut reversed) = (0, 0, 0);
+    for u in uploads.iter().filter(|u| u.plan.ordinal == 1) {
+        let Some(older) = uploads
+            .iter()
+            .find(|o| o.plan.index == u.plan.index && o.plan.ordinal == 0)
+        else {
+            continue;
+        };
+        let first_run = |v: &Uploaded| {
+            runs.of_version(&v.key, &v.version_id)
+                .iter()
+                .min_by_key(|r| r.run.start_ms)
+                .map(|r| (r.run.start_ms, r.stop_ms))
+        };
+        let Some(first) = first_run(older) else {
+            continue;
+        };
+        let o = check::overlap(first, u.put_ms, first_run(u));
+        pairs += 1;
+        during += usize::from(o.uploaded_while_running);
+        reversed += usize::from(o.newer_finished_first);
+    }
+    eprintln!(
+        "load: second versions: {pairs} keys; {during} uploaded while the first version's execution ran; {reversed} finished before the first version's"
+    );
     for stray in &runs.strays {
         duplicated.push(stray.clone());
     }
