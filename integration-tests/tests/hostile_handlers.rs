@@ -29,7 +29,7 @@ use std::time::Duration;
 use integration_tests::hostile::{self, Expected, HostileCase};
 use integration_tests::object_created_event;
 use pipeline_aws::catalog::MemoryCatalog;
-use pipeline_aws::{MemoryStarter, MemoryStore};
+use pipeline_aws::{MemoryStarter, MemoryStore, ObjectStore};
 use pipeline_core::config::PipelineConfig;
 use pipeline_core::payload::{
     ExecutionContext, ExecutionInput, Failure, InspectInput, LoadInput, LoadOutput,
@@ -76,9 +76,17 @@ impl Pipeline {
     /// execution it starts to its end.
     async fn upload_and_run(&self, key: &str, body: Vec<u8>) -> Ending {
         let size = body.len() as u64;
-        self.store.insert("in", key, body);
+        // The input bucket is versioned, as the template makes it; the event names the
+        // version and ETag S3 gave the upload.
+        self.store.enable_versioning("in");
+        let version = self.store.insert("in", key, body);
+        let head = self
+            .store
+            .head(pipeline_aws::ObjectLocation::latest("in", key))
+            .await
+            .unwrap();
         let before = self.starter.started();
-        let event = object_created_event("in", key, size, Some("etag"), Some("v1"));
+        let event = object_created_event("in", key, size, head.etag.as_deref(), version.as_deref());
         let report = ingest::handle(&event, &self.config.layout, &self.starter)
             .await
             .unwrap_or_else(|e| panic!("ingest failed for {key:?}: {}: {e}", e.name()));

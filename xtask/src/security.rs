@@ -60,6 +60,14 @@ const EXPECTED_ROLES: [Expected; 7] = [
             ("s3:ListBucketVersions", INPUT_BUCKET),
             ("s3:ListBucket", "arn:aws:s3:::{stack}-output-{account}"),
             (
+                "s3:GetObject",
+                "arn:aws:s3:::{stack}-output-{account}/manifests/*",
+            ),
+            (
+                "s3:GetObject",
+                "arn:aws:s3:::{stack}-output-{account}/quarantine/reports/*",
+            ),
+            (
                 "states:StartExecution",
                 "arn:aws:states:{region}:{account}:stateMachine:{stack}-pipeline",
             ),
@@ -95,6 +103,8 @@ const EXPECTED_ROLES: [Expected; 7] = [
         "LoadFunction",
         "LoadRole",
         &[
+            ("s3:GetObject", INPUT_OBJECTS),
+            ("s3:ListBucket", INPUT_BUCKET),
             (
                 "s3:GetObject",
                 "arn:aws:s3:::{stack}-output-{account}/manifests/*",
@@ -107,6 +117,7 @@ const EXPECTED_ROLES: [Expected; 7] = [
                 "s3:DeleteObject",
                 "arn:aws:s3:::{stack}-output-{account}/thumbnails/*",
             ),
+            ("dynamodb:GetItem", "<arn of CatalogTable>"),
             ("dynamodb:PutItem", "<arn of CatalogTable>"),
         ],
     ),
@@ -133,6 +144,7 @@ const EXPECTED_ROLES: [Expected; 7] = [
                 "s3:GetObject",
                 "arn:aws:s3:::{stack}-output-{account}/quarantine/reports/*",
             ),
+            ("dynamodb:GetItem", "<arn of CatalogTable>"),
             ("dynamodb:PutItem", "<arn of CatalogTable>"),
         ],
     ),
@@ -922,9 +934,12 @@ mod tests {
 
     #[test]
     fn security_quarantine_writing_thumbnails_is_reported() {
+        // The WriteQuarantine statement (objects then reports; the reconciler's read grant
+        // lists manifests then reports).
+        let grant = "- !Sub \"${OutputBucket.Arn}/quarantine/objects/*\"\n                  - !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"";
         let text = mutated(
-            "- !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"",
-            "- !Sub \"${OutputBucket.Arn}/quarantine/reports/*\"\n                  - !Sub \"${OutputBucket.Arn}/thumbnails/*\"",
+            grant,
+            &format!("{grant}\n                  - !Sub \"${{OutputBucket.Arn}}/thumbnails/*\""),
         );
         assert_reported(
             &text,

@@ -37,16 +37,28 @@ fn table_error(operation: &'static str, table: &str, e: &dyn std::error::Error) 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
     /// Whether the key's latest item now describes this version (false: a newer version
-    /// already had a result; this event was stale for the key).
+    /// exists; this one was stale for the key).
     pub latest: bool,
 }
 
-/// Where load and quarantine record what became of an object version.
+/// Where load and quarantine record what became of an object version. The ordering of
+/// the latest item is decided by the caller (`pipeline_lambda::catalog`, by the rule of
+/// `pipeline_core::ordering`); the table only offers a read and a conditional write.
 #[async_trait]
 pub trait Catalog: Send + Sync {
-    /// Writes the version item, then the key's latest item unless the stored one has a
-    /// newer sequencer. Idempotent: a retried step writes the same item.
-    async fn record(&self, entry: &CatalogEntry) -> Result<Recorded, CatalogError>;
+    /// Writes the version item (`dynamodb:PutItem`). Idempotent: a retried step writes
+    /// the same item.
+    async fn put_version(&self, entry: &CatalogEntry) -> Result<(), CatalogError>;
+    /// The key's latest item, read strongly consistently (`dynamodb:GetItem`).
+    async fn latest(&self, key: &str) -> Result<Option<CatalogEntry>, CatalogError>;
+    /// Replaces the key's latest item with `entry` only if it is still `expected` (`None`:
+    /// only if there is none): `false` when another writer changed it meanwhile
+    /// (`dynamodb:PutItem` with a condition).
+    async fn put_latest(
+        &self,
+        entry: &CatalogEntry,
+        expected: Option<&CatalogEntry>,
+    ) -> Result<bool, CatalogError>;
 }
 
 /// The DynamoDB catalog table.
@@ -78,6 +90,9 @@ fn item_of(entry: &CatalogEntry, version: &str) -> HashMap<String, AttributeValu
     if let Some(error) = &entry.error {
         item.insert("error".to_string(), s(error));
     }
+    if let Some(etag) = &entry.etag {
+        item.insert("etag".to_string(), s(etag));
+    }
     item
 }
 
@@ -106,6 +121,7 @@ fn entry_of(
         status,
         result_key: text("result_key")?,
         error: item.get("error").and_then(|v| v.as_s().ok()).cloned(),
+        etag: item.get("etag").and_then(|v| v.as_s().ok()).cloned(),
         thumbnails: item
             .get("thumbnails")
             .and_then(|v| v.as_n().ok())
@@ -161,39 +177,66 @@ impl DynamoCatalog {
 
 #[async_trait]
 impl Catalog for DynamoCatalog {
-    async fn record(&self, entry: &CatalogEntry) -> Result<Recorded, CatalogError> {
+    async fn put_version(&self, entry: &CatalogEntry) -> Result<(), CatalogError> {
         self.client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item_of(entry, &entry.version)))
             .send()
             .await
-            .map_err(|e| self.failed("PutItem", &e))?;
-        let mut latest = self
+            .map(|_| ())
+            .map_err(|e| self.failed("PutItem", &e))
+    }
+
+    async fn latest(&self, key: &str) -> Result<Option<CatalogEntry>, CatalogError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("version", s(LATEST))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.failed("GetItem", &e))?;
+        out.item()
+            .map(|item| entry_of(&self.table, item))
+            .transpose()
+    }
+
+    async fn put_latest(
+        &self,
+        entry: &CatalogEntry,
+        expected: Option<&CatalogEntry>,
+    ) -> Result<bool, CatalogError> {
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item_of(entry, LATEST)));
-        // Without a sequencer nothing can be ordered: the writer wins, as for manifests.
-        if !entry.seq.is_empty() {
-            latest = latest
-                .condition_expression("attribute_not_exists(#k) OR #seq <= :seq OR #seq = :none")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_names("#seq", "seq")
-                .expression_attribute_values(":seq", s(&entry.seq))
-                .expression_attribute_values(":none", s(""));
-        }
-        match latest.send().await {
-            Ok(_) => Ok(Recorded { latest: true }),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
-                Ok(Recorded { latest: false })
-            }
+            .set_item(Some(item_of(entry, LATEST)))
+            .expression_attribute_names("#k", "key");
+        // Optimistic concurrency on what was read: the version it named, and when and by
+        // which execution it was recorded (every write records a new time).
+        let put = match expected {
+            None => put.condition_expression("attribute_not_exists(#k)"),
+            Some(read) => put
+                .condition_expression("#ov = :ov AND #ra = :ra AND #ex = :ex")
+                .expression_attribute_names("#ov", "object_version")
+                .expression_attribute_names("#ra", "recorded_at")
+                .expression_attribute_names("#ex", "execution")
+                .expression_attribute_values(":ov", s(&read.version))
+                .expression_attribute_values(":ra", s(&read.recorded_at))
+                .expression_attribute_values(":ex", s(&read.execution)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
             Err(e) => Err(self.failed("PutItem", &e)),
         }
     }
 }
 
-/// An in-memory catalog with the same conditions, for handler tests.
+/// An in-memory catalog with DynamoDB's semantics for these calls, for handler tests.
 #[derive(Debug, Default)]
 pub struct MemoryCatalog {
     items: Mutex<BTreeMap<(String, String), CatalogEntry>>,
@@ -224,18 +267,36 @@ impl MemoryCatalog {
 
 #[async_trait]
 impl Catalog for MemoryCatalog {
-    async fn record(&self, entry: &CatalogEntry) -> Result<Recorded, CatalogError> {
+    async fn put_version(&self, entry: &CatalogEntry) -> Result<(), CatalogError> {
         let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         items.insert((entry.key.clone(), entry.version.clone()), entry.clone());
-        let latest_key = (entry.key.clone(), LATEST.to_string());
-        let wins = entry.seq.is_empty()
-            || items
-                .get(&latest_key)
-                .is_none_or(|stored| stored.seq.is_empty() || stored.seq <= entry.seq);
-        if wins {
-            items.insert(latest_key, entry.clone());
+        Ok(())
+    }
+
+    async fn latest(&self, key: &str) -> Result<Option<CatalogEntry>, CatalogError> {
+        let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(items.get(&(key.to_string(), LATEST.to_string())).cloned())
+    }
+
+    async fn put_latest(
+        &self,
+        entry: &CatalogEntry,
+        expected: Option<&CatalogEntry>,
+    ) -> Result<bool, CatalogError> {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (entry.key.clone(), LATEST.to_string());
+        let holds = match (items.get(&slot), expected) {
+            (None, None) => true,
+            (Some(stored), Some(read)) => {
+                (&stored.version, &stored.recorded_at, &stored.execution)
+                    == (&read.version, &read.recorded_at, &read.execution)
+            }
+            _ => false,
+        };
+        if holds {
+            items.insert(slot, entry.clone());
         }
-        Ok(Recorded { latest: wins })
+        Ok(holds)
     }
 }
 
@@ -407,6 +468,7 @@ mod tests {
             status,
             result_key: "manifests/p/a.jpg.json".into(),
             error: None,
+            etag: Some("9b2cf535f27731c974343645a3985328".into()),
             thumbnails: 2,
             execution: format!("exec-{version}"),
             recorded_at: "2026-11-29T00:00:00Z".into(),
@@ -414,16 +476,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_catalog_stale_event_never_replaces_the_latest() {
+    async fn memory_catalog_latest_is_conditional_on_what_was_read() {
         let c = MemoryCatalog::new();
-        let newer = entry("v2", "0055AED6DCD90281E6", CatalogStatus::Processed);
-        let older = entry("v1", "0055AED6DCD90281E5", CatalogStatus::Superseded);
-        assert_eq!(c.record(&newer).await.unwrap(), Recorded { latest: true });
-        assert_eq!(c.record(&older).await.unwrap(), Recorded { latest: false });
-        // A retried write of the newer one is idempotent.
-        assert_eq!(c.record(&newer).await.unwrap(), Recorded { latest: true });
+        let v1 = entry("v1", "01", CatalogStatus::Processed);
+        let v2 = entry("v2", "02", CatalogStatus::Processed);
+        c.put_version(&v1).await.unwrap();
+        assert!(c.put_latest(&v1, None).await.unwrap());
+        // Create-only fails once something is there.
+        assert!(!c.put_latest(&v2, None).await.unwrap());
+        // A stale read fails; the read item succeeds.
+        assert!(!c.put_latest(&v2, Some(&v2)).await.unwrap());
+        let read = c.latest("p/a.jpg").await.unwrap().unwrap();
+        assert!(c.put_latest(&v2, Some(&read)).await.unwrap());
+        assert!(!c.put_latest(&v1, Some(&read)).await.unwrap());
         let (versions, latest) = c.entries("p/a.jpg");
-        assert_eq!(versions.len(), 2);
+        assert_eq!(versions.len(), 1);
         assert_eq!(latest.unwrap().version, "v2");
     }
 

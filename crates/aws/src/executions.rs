@@ -112,11 +112,35 @@ impl ExecutionStarter for SfnStarter {
     }
 }
 
-/// In-memory [`ExecutionStarter`] for unit tests: remembers names and inputs.
+/// Whether Step Functions accepts `name` as an execution name: 1-80 characters, none of
+/// them whitespace, `< > { } [ ]`, `? *`, `" # % \\ ^ | ~ \` $ & , ; : /`, or a control
+/// character (U+0000-001F, U+007F-009F). (This project's own names are stricter still:
+/// [`pipeline_core::naming::ExecutionName::is_valid`].)
+pub fn is_valid_execution_name(name: &str) -> bool {
+    let count = name.chars().count();
+    (1..=80).contains(&count)
+        && !name.chars().any(|c| {
+            c.is_whitespace()
+                || matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+                || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+        })
+}
+
+/// One execution the fake knows.
+#[derive(Debug, Clone)]
+struct MemoryExecution {
+    input: String,
+    status: String,
+}
+
+/// In-memory [`ExecutionStarter`] answering as Step Functions documents for STANDARD
+/// state machines: a name that breaks the naming rules is rejected (`InvalidName`); a
+/// start with the name and input of a *running* execution succeeds and returns that
+/// execution (no second one); any other reuse of a name is `ExecutionAlreadyExists`.
+/// Started executions are `RUNNING` until [`MemoryStarter::set_status`].
 #[derive(Debug, Default)]
 pub struct MemoryStarter {
-    started: Mutex<BTreeMap<String, String>>,
-    statuses: Mutex<BTreeMap<String, String>>,
+    executions: Mutex<BTreeMap<String, MemoryExecution>>,
     /// Names whose start fails with a retryable error (to test partial failures).
     pub failing_names: Vec<String>,
 }
@@ -126,55 +150,119 @@ impl MemoryStarter {
         Self::default()
     }
 
+    /// Name -> input of every execution started.
     pub fn started(&self) -> BTreeMap<String, String> {
-        self.started.lock().map(|m| m.clone()).unwrap_or_default()
+        self.executions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.input.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
-    /// Sets the status an execution reports (started ones are `RUNNING` until set).
+    /// Sets the status an execution reports (`SUCCEEDED`, `FAILED`, ...). An unknown name
+    /// becomes an execution with no input, as if started elsewhere.
     pub fn set_status(&self, name: &str, status: &str) {
-        if let Ok(mut m) = self.statuses.lock() {
-            m.insert(name.to_string(), status.to_string());
+        if let Ok(mut m) = self.executions.lock() {
+            m.entry(name.to_string())
+                .or_insert_with(|| MemoryExecution {
+                    input: String::new(),
+                    status: String::new(),
+                })
+                .status = status.to_string();
         }
+    }
+
+    fn arn(name: &str) -> String {
+        format!("arn:aws:states:us-east-1:000000000000:execution:memory:{name}")
     }
 }
 
 #[async_trait]
 impl ExecutionStarter for MemoryStarter {
     async fn start(&self, name: &str, input_json: &str) -> Result<StartOutcome, StartError> {
+        if !is_valid_execution_name(name) {
+            return Err(StartError::Rejected(format!(
+                "InvalidName: Invalid Name: '{name}'"
+            )));
+        }
         if self.failing_names.iter().any(|n| n == name) {
             return Err(StartError::Retryable("injected failure".into()));
         }
-        let mut started = self
-            .started
+        let mut executions = self
+            .executions
             .lock()
             .map_err(|_| StartError::Retryable("lock poisoned".into()))?;
-        let known = self
-            .statuses
-            .lock()
-            .map(|m| m.contains_key(name))
-            .unwrap_or(false);
-        if known || started.contains_key(name) {
-            return Ok(StartOutcome::AlreadyExists);
+        match executions.get(name) {
+            Some(e) if e.status == "RUNNING" && e.input == input_json => {
+                Ok(StartOutcome::Started {
+                    execution_arn: Self::arn(name),
+                })
+            }
+            Some(_) => Ok(StartOutcome::AlreadyExists),
+            None => {
+                executions.insert(
+                    name.to_string(),
+                    MemoryExecution {
+                        input: input_json.to_string(),
+                        status: "RUNNING".into(),
+                    },
+                );
+                Ok(StartOutcome::Started {
+                    execution_arn: Self::arn(name),
+                })
+            }
         }
-        started.insert(name.to_string(), input_json.to_string());
-        Ok(StartOutcome::Started {
-            execution_arn: format!("arn:aws:states:us-east-1:000000000000:execution:memory:{name}"),
-        })
     }
 
     async fn status(&self, name: &str) -> Result<Option<String>, StartError> {
-        let explicit = self
-            .statuses
+        Ok(self
+            .executions
             .lock()
             .map_err(|_| StartError::Retryable("lock poisoned".into()))?
             .get(name)
-            .cloned();
-        let started = self
-            .started
-            .lock()
-            .map_err(|_| StartError::Retryable("lock poisoned".into()))?
-            .contains_key(name);
-        Ok(explicit.or_else(|| started.then(|| "RUNNING".to_string())))
+            .map(|e| e.status.clone()))
+    }
+}
+
+#[cfg(test)]
+mod memory_starter_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_starter_same_name_and_input_while_running_returns_the_execution() {
+        let s = MemoryStarter::new();
+        let first = s.start("a", "{}").await.unwrap();
+        assert_eq!(s.start("a", "{}").await.unwrap(), first);
+        assert_eq!(s.started().len(), 1);
+        // Other input, same name: refused even while running.
+        assert_eq!(
+            s.start("a", r#"{"x":1}"#).await.unwrap(),
+            StartOutcome::AlreadyExists
+        );
+        // Closed: refused whatever the input.
+        s.set_status("a", "SUCCEEDED");
+        assert_eq!(
+            s.start("a", "{}").await.unwrap(),
+            StartOutcome::AlreadyExists
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_starter_rejects_names_step_functions_rejects() {
+        let s = MemoryStarter::new();
+        let long = "x".repeat(81);
+        for bad in ["", "a b", "a/b", "a:b", "ü\u{85}", long.as_str(), "tab\t"] {
+            assert!(
+                matches!(s.start(bad, "{}").await, Err(StartError::Rejected(_))),
+                "{bad:?}"
+            );
+        }
+        for good in ["photo-jpg-0123", "ü-é", &"x".repeat(80)] {
+            assert!(s.start(good, "{}").await.is_ok(), "{good:?}");
+        }
     }
 }
 

@@ -81,6 +81,15 @@ pub enum StoreError {
     PreconditionFailed { bucket: String, key: String },
     #[error("s3://{bucket}/{key} not found")]
     NotFound { bucket: String, key: String },
+    /// Refused (HTTP 403). S3 also answers a read of a missing key this way when the caller may not list
+    /// the bucket (`s3:ListBucket`), so a role that reads keys which may not exist needs
+    /// that grant to tell the two apart.
+    #[error("{operation} on s3://{bucket}/{key}: access denied")]
+    AccessDenied {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+    },
     #[error("s3://{bucket}/{key} is larger than {limit} bytes")]
     TooLarge {
         bucket: String,
@@ -193,6 +202,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+fn is_access_denied<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    matches!(e.code(), Some("AccessDenied" | "Forbidden" | "403"))
+        || e.raw_response().map(|r| r.status().as_u16()) == Some(403)
+}
+
 fn is_not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     matches!(
         e.code(),
@@ -299,7 +313,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| failed("PutObject", e))
+            .map_err(|e| denied_or(ObjectLocation::latest(bucket, key), "PutObject", e))
     }
 
     async fn copy(
@@ -341,7 +355,8 @@ impl ObjectStore for S3Store {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failed("ListObjectsV2", e))?;
+            let page = page
+                .map_err(|e| denied_or(ObjectLocation::latest(bucket, ""), "ListObjectsV2", e))?;
             for o in page.contents() {
                 out.push(ListedObject {
                     key: o.key().unwrap_or_default().to_string(),
@@ -372,7 +387,9 @@ impl ObjectStore for S3Store {
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| failed("ListObjectVersions", e))?;
+                .map_err(|e| {
+                    denied_or(ObjectLocation::latest(bucket, ""), "ListObjectVersions", e)
+                })?;
             for v in page.versions() {
                 if v.is_latest() != Some(true) {
                     continue;
@@ -417,7 +434,7 @@ impl ObjectStore for S3Store {
         {
             Ok(out) => out,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(failed("GetObject", e)),
+            Err(e) => return Err(not_found_or(at, "GetObject", e)),
         };
         let etag = out.e_tag().map(str::to_string);
         let body = read_body(out.body, at, max_bytes).await?;
@@ -451,7 +468,11 @@ impl ObjectStore for S3Store {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
             }),
-            Err(e) => Err(failed("PutObject (conditional)", e)),
+            Err(e) => Err(denied_or(
+                ObjectLocation::latest(bucket, key),
+                "PutObject (conditional)",
+                e,
+            )),
         }
     }
 
@@ -463,7 +484,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| failed("DeleteObject", e))
+            .map_err(|e| denied_or(ObjectLocation::latest(bucket, key), "DeleteObject", e))
     }
 }
 
@@ -492,23 +513,57 @@ fn not_found_or<E: ProvideErrorMetadata + std::error::Error + 'static>(
             key: at.key.to_string(),
         }
     } else {
+        denied_or(at, operation, e)
+    }
+}
+
+fn denied_or<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    at: ObjectLocation<'_>,
+    operation: &'static str,
+    e: SdkError<E, HttpResponse>,
+) -> StoreError {
+    if is_access_denied(&e) {
+        StoreError::AccessDenied {
+            operation,
+            bucket: at.bucket.to_string(),
+            key: at.key.to_string(),
+        }
+    } else {
         failed(operation, e)
     }
 }
 
-/// `(bucket, key)` -> `(body, content type)`.
-type MemoryObjects = BTreeMap<(String, String), (Vec<u8>, String)>;
+/// One version of an object in [`MemoryStore`].
+#[derive(Debug, Clone)]
+struct MemoryVersion {
+    /// `None` is S3's `"null"` version (unversioned or suspended bucket).
+    id: Option<String>,
+    body: Vec<u8>,
+    content_type: String,
+    last_modified_ms: i64,
+    /// A delete marker (versioned buckets): the key reads as missing.
+    delete_marker: bool,
+}
 
-/// `(bucket, key)` -> when it was last written, in milliseconds of the fake's clock.
-type MemoryTimes = BTreeMap<(String, String), i64>;
+/// `(bucket, key)` -> versions, oldest first.
+type MemoryObjects = BTreeMap<(String, String), Vec<MemoryVersion>>;
 
-/// In-memory [`ObjectStore`] for unit tests. Versions are not modelled: the latest wins.
+/// In-memory [`ObjectStore`] for unit tests, answering as S3 documents:
+/// - buckets are unversioned until [`MemoryStore::enable_versioning`]; then every write is
+///   a new version with its own id, a delete leaves a delete marker, and reads by version
+///   id find that version (an unversioned bucket has only the `"null"` version);
+/// - ETags are content hashes (equal bytes, equal ETag), quoted as S3 quotes them;
+/// - conditional writes (`If-None-Match: *`, `If-Match`) hold or fail atomically.
+///
+/// It enforces no permissions: [`crate::iam`] wraps any store with a role's policy.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     objects: Mutex<MemoryObjects>,
-    times: Mutex<MemoryTimes>,
+    versioned: Mutex<std::collections::BTreeSet<String>>,
     /// The fake's clock: every write is one millisecond after the previous one.
     clock: std::sync::atomic::AtomicI64,
+    /// Version ids handed out so far.
+    versions: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -516,64 +571,179 @@ impl MemoryStore {
         Self::default()
     }
 
-    pub fn insert(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
-        if let Ok(mut m) = self.objects.lock() {
-            m.insert(
-                (bucket.into(), key.into()),
-                (body.into(), "application/octet-stream".into()),
-            );
-        }
-        self.touch(bucket, key);
-    }
-
-    /// Sets an object's LastModified (milliseconds), e.g. to age it past a grace period.
-    pub fn set_last_modified(&self, bucket: &str, key: &str, ms: i64) {
-        if let Ok(mut t) = self.times.lock() {
-            t.insert((bucket.into(), key.into()), ms);
+    /// Turns versioning on for `bucket` (as the template does for the input bucket).
+    pub fn enable_versioning(&self, bucket: &str) {
+        if let Ok(mut v) = self.versioned.lock() {
+            v.insert(bucket.to_string());
         }
     }
 
-    fn touch(&self, bucket: &str, key: &str) {
-        let now = self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        self.set_last_modified(bucket, key, now);
-    }
-
-    fn last_modified(&self, bucket: &str, key: &str) -> i64 {
-        self.times
+    fn is_versioned(&self, bucket: &str) -> bool {
+        self.versioned
             .lock()
-            .ok()
-            .and_then(|t| t.get(&(bucket.to_string(), key.to_string())).copied())
-            .unwrap_or(0)
+            .map(|v| v.contains(bucket))
+            .unwrap_or(false)
     }
 
-    /// Body and content type of an object, if present.
-    pub fn object(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+    /// Writes an object as a PutObject would and returns its version id (`None` in an
+    /// unversioned bucket).
+    pub fn insert(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) -> Option<String> {
+        self.write(bucket, key, body.into(), "application/octet-stream", false)
+    }
+
+    /// Writes a version with the given id, as in a versioned bucket (for fixtures whose
+    /// version ids are fixed).
+    pub fn insert_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        version_id: &str,
+    ) {
+        self.enable_versioning(bucket);
+        if let Ok(mut m) = self.objects.lock() {
+            self.write_locked(
+                &mut m,
+                bucket,
+                key,
+                body.into(),
+                "application/octet-stream",
+                false,
+            );
+            if let Some(v) = m
+                .get_mut(&(bucket.to_string(), key.to_string()))
+                .and_then(|v| v.last_mut())
+            {
+                v.id = Some(version_id.to_string());
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        delete_marker: bool,
+    ) -> Option<String> {
+        let mut m = self.objects.lock().ok()?;
+        self.write_locked(&mut m, bucket, key, body, content_type, delete_marker)
+    }
+
+    fn write_locked(
+        &self,
+        m: &mut MemoryObjects,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        delete_marker: bool,
+    ) -> Option<String> {
+        let now = self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let id = self.is_versioned(bucket).then(|| {
+            let n = self
+                .versions
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            format!("mem-v{n:06}")
+        });
+        let version = MemoryVersion {
+            id: id.clone(),
+            body,
+            content_type: content_type.to_string(),
+            last_modified_ms: now,
+            delete_marker,
+        };
+        let versions = m.entry((bucket.into(), key.into())).or_default();
+        if id.is_none() {
+            // The null version is replaced in place.
+            versions.retain(|v| v.id.is_some());
+        }
+        versions.push(version);
+        id
+    }
+
+    /// Sets the latest version's LastModified (milliseconds), e.g. to age it past a grace
+    /// period.
+    pub fn set_last_modified(&self, bucket: &str, key: &str, ms: i64) {
+        if let Ok(mut m) = self.objects.lock() {
+            if let Some(v) = m
+                .get_mut(&(bucket.to_string(), key.to_string()))
+                .and_then(|v| v.last_mut())
+            {
+                v.last_modified_ms = ms;
+            }
+        }
+    }
+
+    fn latest(&self, bucket: &str, key: &str) -> Option<MemoryVersion> {
         self.objects
             .lock()
             .ok()?
-            .get(&(bucket.to_string(), key.to_string()))
+            .get(&(bucket.to_string(), key.to_string()))?
+            .last()
+            .filter(|v| !v.delete_marker)
             .cloned()
     }
 
+    /// Body and content type of an object's current version, if it has one.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        self.latest(bucket, key).map(|v| (v.body, v.content_type))
+    }
+
+    /// The current version of every key, as ListObjectVersions reports it.
+    pub fn latest_versions(&self, bucket: &str) -> Vec<InputObject> {
+        let Ok(m) = self.objects.lock() else {
+            return Vec::new();
+        };
+        m.iter()
+            .filter(|((b, _), _)| b == bucket)
+            .filter_map(|((_, k), versions)| {
+                let v = versions.last().filter(|v| !v.delete_marker)?;
+                Some(InputObject {
+                    key: k.clone(),
+                    version_id: v.id.clone(),
+                    etag: Some(memory_etag(&v.body)),
+                    size: v.body.len() as u64,
+                    last_modified_ms: v.last_modified_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Keys with a current version.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         self.objects
             .lock()
             .map(|m| {
-                m.keys()
-                    .filter(|(b, _)| b == bucket)
-                    .map(|(_, k)| k.clone())
+                m.iter()
+                    .filter(|((b, _), v)| b == bucket && v.last().is_some_and(|v| !v.delete_marker))
+                    .map(|((_, k), _)| k.clone())
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    fn read(&self, at: ObjectLocation<'_>) -> Result<Vec<u8>, StoreError> {
-        self.object(at.bucket, at.key)
-            .map(|(b, _)| b)
-            .ok_or_else(|| StoreError::NotFound {
-                bucket: at.bucket.to_string(),
-                key: at.key.to_string(),
+    /// The version `at` names: a version id finds that version (missing in an unversioned
+    /// bucket, where only `"null"` exists), no id the current one.
+    fn read(&self, at: ObjectLocation<'_>) -> Result<MemoryVersion, StoreError> {
+        let not_found = || StoreError::NotFound {
+            bucket: at.bucket.to_string(),
+            key: at.key.to_string(),
+        };
+        let Some(version_id) = at.version_id else {
+            return self.latest(at.bucket, at.key).ok_or_else(not_found);
+        };
+        let m = self.objects.lock().map_err(|_| poisoned())?;
+        m.get(&(at.bucket.to_string(), at.key.to_string()))
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|v| v.id.as_deref() == Some(version_id) && !v.delete_marker)
             })
+            .cloned()
+            .ok_or_else(not_found)
     }
 }
 
@@ -587,22 +757,22 @@ fn poisoned() -> StoreError {
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn head(&self, at: ObjectLocation<'_>) -> Result<ObjectHead, StoreError> {
-        let body = self.read(at)?;
+        let v = self.read(at)?;
         Ok(ObjectHead {
-            size: body.len() as u64,
-            etag: None,
-            version_id: None,
+            size: v.body.len() as u64,
+            etag: Some(memory_etag(&v.body)),
+            version_id: v.id,
         })
     }
 
     async fn get_prefix(&self, at: ObjectLocation<'_>, len: u64) -> Result<Vec<u8>, StoreError> {
-        let mut body = self.read(at)?;
+        let mut body = self.read(at)?.body;
         body.truncate(usize::try_from(len).unwrap_or(usize::MAX));
         Ok(body)
     }
 
     async fn get(&self, at: ObjectLocation<'_>, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
-        let body = self.read(at)?;
+        let body = self.read(at)?.body;
         if body.len() as u64 > max_bytes {
             return Err(StoreError::TooLarge {
                 bucket: at.bucket.into(),
@@ -620,11 +790,7 @@ impl ObjectStore for MemoryStore {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StoreError> {
-        self.objects
-            .lock()
-            .map_err(|_| poisoned())?
-            .insert((bucket.into(), key.into()), (body, content_type.into()));
-        self.touch(bucket, key);
+        self.write(bucket, key, body, content_type, false);
         Ok(())
     }
 
@@ -634,20 +800,23 @@ impl ObjectStore for MemoryStore {
         to_bucket: &str,
         to_key: &str,
     ) -> Result<(), StoreError> {
-        let body = self.read(from)?;
-        self.put(to_bucket, to_key, body, "application/octet-stream")
-            .await
+        let v = self.read(from)?;
+        self.write(to_bucket, to_key, v.body, &v.content_type, false);
+        Ok(())
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ListedObject>, StoreError> {
         let m = self.objects.lock().map_err(|_| poisoned())?;
         Ok(m.iter()
             .filter(|((b, k), _)| b == bucket && k.starts_with(prefix))
-            .map(|((_, k), (body, _))| ListedObject {
-                key: k.clone(),
-                size: body.len() as u64,
-                etag: None,
-                last_modified_ms: Some(self.last_modified(bucket, k)),
+            .filter_map(|((_, k), versions)| {
+                let v = versions.last().filter(|v| !v.delete_marker)?;
+                Some(ListedObject {
+                    key: k.clone(),
+                    size: v.body.len() as u64,
+                    etag: Some(memory_etag(&v.body)),
+                    last_modified_ms: Some(v.last_modified_ms),
+                })
             })
             .collect())
     }
@@ -658,20 +827,9 @@ impl ObjectStore for MemoryStore {
         prefix: &str,
     ) -> Result<Vec<InputObject>, StoreError> {
         Ok(self
-            .list(bucket, prefix)
-            .await?
+            .latest_versions(bucket)
             .into_iter()
-            .map(|o| InputObject {
-                version_id: Some(format!("mem-{}", o.last_modified_ms.unwrap_or(0))),
-                etag: Some(memory_etag(
-                    &self
-                        .read(ObjectLocation::latest(bucket, &o.key))
-                        .unwrap_or_default(),
-                )),
-                last_modified_ms: o.last_modified_ms.unwrap_or(0),
-                size: o.size,
-                key: o.key,
-            })
+            .filter(|o| o.key.starts_with(prefix))
             .collect())
     }
 
@@ -681,18 +839,18 @@ impl ObjectStore for MemoryStore {
         key: &str,
         max_bytes: u64,
     ) -> Result<Option<StoredObject>, StoreError> {
-        let Some((body, _)) = self.object(bucket, key) else {
+        let Some(v) = self.latest(bucket, key) else {
             return Ok(None);
         };
-        if body.len() as u64 > max_bytes {
+        if v.body.len() as u64 > max_bytes {
             return Err(StoreError::TooLarge {
                 bucket: bucket.into(),
                 key: key.into(),
                 limit: max_bytes,
             });
         }
-        let etag = Some(memory_etag(&body));
-        Ok(Some(StoredObject { body, etag }))
+        let etag = Some(memory_etag(&v.body));
+        Ok(Some(StoredObject { body: v.body, etag }))
     }
 
     async fn put_if(
@@ -703,11 +861,16 @@ impl ObjectStore for MemoryStore {
         content_type: &str,
         condition: WriteCondition,
     ) -> Result<(), StoreError> {
+        // The check and the write under one lock: S3 conditional writes are atomic.
         let mut m = self.objects.lock().map_err(|_| poisoned())?;
         let slot = (bucket.to_string(), key.to_string());
-        let holds = match (&condition, m.get(&slot)) {
+        let current = m
+            .get(&slot)
+            .and_then(|v| v.last())
+            .filter(|v| !v.delete_marker);
+        let holds = match (&condition, current) {
             (WriteCondition::IfAbsent, existing) => existing.is_none(),
-            (WriteCondition::IfMatch(etag), Some((current, _))) => *etag == memory_etag(current),
+            (WriteCondition::IfMatch(etag), Some(v)) => *etag == memory_etag(&v.body),
             (WriteCondition::IfMatch(_), None) => false,
         };
         if !holds {
@@ -716,25 +879,39 @@ impl ObjectStore for MemoryStore {
                 key: key.into(),
             });
         }
-        m.insert(slot, (body, content_type.into()));
-        drop(m);
-        self.touch(bucket, key);
+        self.write_locked(&mut m, bucket, key, body, content_type, false);
         Ok(())
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
-        self.objects
-            .lock()
-            .map_err(|_| poisoned())?
-            .remove(&(bucket.to_string(), key.to_string()));
+        if self.is_versioned(bucket) {
+            if self.latest(bucket, key).is_some() {
+                self.write(bucket, key, Vec::new(), "", true);
+            }
+        } else {
+            self.objects
+                .lock()
+                .map_err(|_| poisoned())?
+                .remove(&(bucket.to_string(), key.to_string()));
+        }
         Ok(())
     }
 }
 
-/// A content hash standing in for S3's ETag (the fake only needs equal bytes, equal tag).
+/// A content hash standing in for S3's ETag of a single-part upload (the MD5 of the
+/// bytes): 32 hex digits in quotes, equal bytes giving an equal tag.
 fn memory_etag(body: &[u8]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
-    format!("\"{:016x}\"", h.finish())
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(body);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// What tests in this crate need of the fake's internals.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// The unquoted ETag the fake gives `body`.
+    pub fn etag(body: &[u8]) -> String {
+        super::memory_etag(body).trim_matches('"').to_string()
+    }
 }

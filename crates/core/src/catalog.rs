@@ -3,9 +3,10 @@
 //!
 //! Items (table keys `key`, `version`):
 //! - `key=<source key>, version=<version id or "null">`: what became of that version.
-//! - `key=<source key>, version="~latest"`: the same fields for the newest version with a
-//!   result. Written only when the stored `seq` is not newer than ours, so an older event
-//!   processed late never replaces it.
+//! - `key=<source key>, version="~latest"`: the same fields for the key's newest version.
+//!   Written by the rule of [`crate::ordering`]: only for the version S3 reports as current,
+//!   checked after reading the stored item, with a condition on what was read, so an older
+//!   version finishing late never replaces it.
 //!
 //! `seq` is the S3 sequencer right-padded with `0` to [`SEQUENCER_WIDTH`] digits: AWS says
 //! to right-pad before comparing, and padded to one width the strings compare in the
@@ -66,8 +67,11 @@ pub struct CatalogEntry {
     pub key: String,
     /// The version id, or [`NULL_VERSION`].
     pub version: String,
-    /// [`sortable_sequencer`] of the event; empty when the event had none.
+    /// [`sortable_sequencer`] of the event; empty when the event had none. Recorded, not
+    /// ordered by.
     pub seq: String,
+    /// The version's ETag (unquoted): what identifies it where `version` is `"null"`.
+    pub etag: Option<String>,
     pub status: CatalogStatus,
     /// The manifest or quarantine report key.
     pub result_key: String,
@@ -79,6 +83,11 @@ pub struct CatalogEntry {
 }
 
 impl CatalogEntry {
+    /// The version this entry describes, by the naming rule.
+    pub fn token(&self) -> crate::naming::VersionToken<'_> {
+        crate::naming::VersionToken::from_parts(Some(&self.version), self.etag.as_deref(), None)
+    }
+
     /// The counter row this entry counts under.
     pub fn prefix(&self) -> &str {
         prefix_of(&self.key)

@@ -21,6 +21,10 @@ pub enum PipelineError {
     /// The object (or the version the event named) no longer exists.
     #[error("source object s3://{bucket}/{key} not found")]
     SourceMissing { bucket: String, key: String },
+    /// AWS refused the call for want of a permission (403 AccessDenied). Permanent: the
+    /// role lacks a grant, so a retry would be refused the same way.
+    #[error("access denied: {action} on {resource}")]
+    AccessDenied { action: String, resource: String },
     /// A failure that may succeed when retried (throttling, network, 5xx).
     #[error("transient failure: {reason}")]
     Transient { reason: String },
@@ -34,12 +38,13 @@ pub enum PipelineError {
 
 impl PipelineError {
     /// Names of every variant, as matched by the state machine.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "UnsupportedType",
         "InvalidImage",
         "TooLarge",
         "EmptyObject",
         "SourceMissing",
+        "AccessDenied",
         "Transient",
         "InvalidEvent",
         "ConfigError",
@@ -53,6 +58,7 @@ impl PipelineError {
             Self::TooLarge { .. } => "TooLarge",
             Self::EmptyObject => "EmptyObject",
             Self::SourceMissing { .. } => "SourceMissing",
+            Self::AccessDenied { .. } => "AccessDenied",
             Self::Transient { .. } => "Transient",
             Self::InvalidEvent { .. } => "InvalidEvent",
             Self::Config { .. } => "ConfigError",
@@ -111,6 +117,10 @@ mod tests {
             PipelineError::SourceMissing {
                 bucket: "b".into(),
                 key: "k".into(),
+            },
+            PipelineError::AccessDenied {
+                action: "s3:GetObject".into(),
+                resource: "arn:aws:s3:::b/k".into(),
             },
             PipelineError::transient("x"),
             PipelineError::invalid_event("x"),

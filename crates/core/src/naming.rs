@@ -16,29 +16,61 @@ pub const MAX_NAME_LEN: usize = 80;
 const HASH_HEX_LEN: usize = 32;
 const MAX_FRAGMENT_LEN: usize = MAX_NAME_LEN - HASH_HEX_LEN - 1;
 
-/// What identifies the object version: versionId, else sequencer, else eTag.
+/// What identifies the object version, by one rule for every starter (ingest, reconcile,
+/// backfill, retry, failed-event replay): the versionId when the bucket gives a real one,
+/// else the ETag, else (events only) the sequencer.
+///
+/// The ETag comes before the sequencer because reconcile and backfill list objects, and a
+/// listing has ETags but no sequencers: in an unversioned or versioning-suspended bucket
+/// ingest and reconcile must arrive at the same name, or reconcile would start a second
+/// execution of a version whose first one is still running. The price: re-uploading bytes a
+/// key held before (same ETag) to an unversioned bucket reuses that version's name, and the
+/// reconciler, not the event, processes it again (see `infra/README.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VersionToken<'a> {
     VersionId(&'a str),
-    Sequencer(&'a str),
     ETag(&'a str),
+    Sequencer(&'a str),
     /// Nothing identifies the version (only from hand-made events).
     Unknown,
 }
 
 impl<'a> VersionToken<'a> {
-    /// Picks the strongest identifier the source carries. `"null"` is the versionId S3
-    /// reports for objects written while versioning was off, so it identifies nothing.
+    /// Picks the identifier the rule above names. `"null"` is the versionId S3 reports for
+    /// objects written while versioning was off or suspended, so it identifies nothing.
     pub fn of(source: &'a SourceObject) -> Self {
-        let usable = |v: &'a Option<String>| v.as_deref().filter(|s| !s.is_empty() && *s != "null");
-        if let Some(v) = usable(&source.version_id) {
+        Self::from_parts(
+            source.version_id.as_deref(),
+            source.etag.as_deref(),
+            source.sequencer.as_deref(),
+        )
+    }
+
+    /// The same rule over loose parts (a listing, a HeadObject answer, a catalog item).
+    pub fn from_parts(
+        version_id: Option<&'a str>,
+        etag: Option<&'a str>,
+        sequencer: Option<&'a str>,
+    ) -> Self {
+        let usable = |v: Option<&'a str>| v.filter(|s| !s.is_empty() && *s != "null");
+        if let Some(v) = usable(version_id) {
             VersionToken::VersionId(v)
-        } else if let Some(s) = usable(&source.sequencer) {
+        } else if let Some(e) = usable(etag.map(|e| e.trim_matches('"'))) {
+            VersionToken::ETag(e)
+        } else if let Some(s) = usable(sequencer) {
             VersionToken::Sequencer(s)
-        } else if let Some(e) = usable(&source.etag) {
-            VersionToken::ETag(e.trim_matches('"'))
         } else {
             VersionToken::Unknown
+        }
+    }
+
+    /// How a person reads it: `version 3HL4kqt...`, `ETag 9b2cf5...`.
+    pub fn describe(&self) -> String {
+        match self {
+            VersionToken::VersionId(v) => format!("version {v}"),
+            VersionToken::ETag(e) => format!("ETag {e}"),
+            VersionToken::Sequencer(s) => format!("sequencer {s}"),
+            VersionToken::Unknown => "an unidentified version".into(),
         }
     }
 
@@ -233,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn version_token_prefers_version_id_then_sequencer_then_etag() {
+    fn version_token_prefers_version_id_then_etag_then_sequencer() {
         let mut s = SourceObject {
             bucket: "b".into(),
             key: "k".into(),
@@ -244,10 +276,10 @@ mod tests {
         };
         assert_eq!(VersionToken::of(&s), VersionToken::VersionId("v"));
         s.version_id = Some("null".into());
-        assert_eq!(VersionToken::of(&s), VersionToken::Sequencer("s"));
-        s.sequencer = None;
         assert_eq!(VersionToken::of(&s), VersionToken::ETag("e"));
         s.etag = None;
+        assert_eq!(VersionToken::of(&s), VersionToken::Sequencer("s"));
+        s.sequencer = None;
         assert_eq!(VersionToken::of(&s), VersionToken::Unknown);
     }
 
@@ -286,6 +318,41 @@ mod tests {
             assert!(g1.as_str().ends_with("-g1") && g12.as_str().ends_with("-g12"));
             assert_ne!(g1, base);
         }
+    }
+
+    /// One naming rule: the execution an event starts and the one reconcile (or backfill,
+    /// or retry's grouping) derives from a listing of the same version get one name, in a
+    /// versioned bucket, an unversioned one (no versionId) and a suspended one ("null").
+    #[test]
+    fn execution_name_event_and_listing_agree_for_every_bucket_kind() {
+        let evented = |version_id: Option<&str>| SourceObject {
+            bucket: "in".into(),
+            key: "a/b c.jpg".into(),
+            version_id: version_id.map(str::to_string),
+            sequencer: Some("0055AED6DCD90281E5".into()),
+            etag: Some("9b2cf535f27731c974343645a3985328".into()),
+            size: Some(10),
+        };
+        // What a listing gives: no sequencer, the ETag in quotes.
+        let listed = |version_id: Option<&str>| SourceObject {
+            sequencer: None,
+            etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
+            ..evented(version_id)
+        };
+        for version in [Some("3HL4kqtJlcpXroDTDmJ"), None, Some("null")] {
+            let a = ExecutionName::for_source(&evented(version)).unwrap();
+            let b = ExecutionName::for_source(&listed(version)).unwrap();
+            assert_eq!(a, b, "{version:?}");
+            assert_eq!(
+                version_tag(&evented(version)).unwrap(),
+                version_tag(&listed(version)).unwrap()
+            );
+        }
+        // Versioned: two versions with equal bytes are two executions.
+        assert_ne!(
+            ExecutionName::for_source(&evented(Some("v1"))).unwrap(),
+            ExecutionName::for_source(&evented(Some("v2"))).unwrap()
+        );
     }
 
     #[test]

@@ -1,17 +1,25 @@
-//! Which of two results for one key wins: S3 `sequencer` ordering, as AWS documents it.
+//! Which object version a key's result may describe: always the key's newest one.
 //!
-//! S3 delivers notifications at least once and in no particular order, and for two quick
-//! writes to one key the older event may be processed last. Every ObjectCreated event
-//! carries a `sequencer`: a hexadecimal string that grows with each write *to the same
-//! key* (it means nothing across keys). AWS: sequencers "can be of different lengths. So,
-//! to compare these values, first right pad the shorter value with zeros, and then do a
-//! lexicographical comparison."
+//! S3 delivers notifications at least once and in no particular order (an asynchronous
+//! invocation may be retried for up to six hours), and executions are also started by
+//! reconcile, backfill, `pipeline retry` and failed-event replay, which carry no
+//! `sequencer`. So the rule cannot rest on sequencers. It rests on what S3 itself says:
 //!
-//! The manifest and the quarantine report record the source version they describe, so a
-//! writer reads the current one, asks [`decide`] whether it may replace it, and writes
-//! conditionally on the ETag it read. Thumbnails are written under a per-version
-//! directory ([`crate::naming::version_tag`]), so a stale execution can never overwrite a
-//! newer version's thumbnails either: only the pointer (the manifest) is contended.
+//! > A result (manifest, quarantine report, catalog `~latest`) is written only for the
+//! > version that S3 reports as the key's current one, checked *after* reading the stored
+//! > result, and written conditionally on what was read (`If-None-Match: *` or
+//! > `If-Match: <etag>`; a DynamoDB condition for the catalog).
+//!
+//! Why that converges on the newest version: versions become current in upload order and
+//! never current again once replaced. A writer for an older version either read a newer
+//! result (then its check, made later, sees a version that is not its own and it stands
+//! down) or conditions on an older state (then its write is refused once the newer one is
+//! written, and the next round reads it). The newest version's writer is current at every
+//! check, so it wins. [`decide`] is that rule, pure; the writers live in
+//! `pipeline_lambda::publish` and `pipeline_lambda::catalog`.
+//!
+//! Sequencers are still parsed and recorded (the catalog keeps them), but nothing is
+//! ordered by them: an emulator's sequencers mean nothing, and half the starters lack one.
 
 use std::cmp::Ordering;
 
@@ -42,7 +50,8 @@ impl PartialOrd for Sequencer {
 }
 
 impl Ord for Sequencer {
-    /// Right-pads the shorter value with `0`, then compares lexicographically.
+    /// AWS: "right pad the shorter value with zeros, and then do a lexicographical
+    /// comparison".
     fn cmp(&self, other: &Self) -> Ordering {
         let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
         let len = a.len().max(b.len());
@@ -54,36 +63,77 @@ impl Ord for Sequencer {
     }
 }
 
+/// What S3 answered when asked for the key's current version (HeadObject without a
+/// versionId), after the stored result was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CurrentVersion {
+    /// The current version's id (`None` or `"null"` in an unversioned or suspended bucket)
+    /// and ETag.
+    Exists {
+        version_id: Option<String>,
+        etag: Option<String>,
+    },
+    /// No current version: the key was deleted (404, or a delete marker).
+    Missing,
+}
+
+impl CurrentVersion {
+    /// The current version's identity, by the naming rule.
+    pub fn token(&self) -> Option<VersionToken<'_>> {
+        match self {
+            CurrentVersion::Exists { version_id, etag } => Some(VersionToken::from_parts(
+                version_id.as_deref(),
+                etag.as_deref(),
+                None,
+            )),
+            CurrentVersion::Missing => None,
+        }
+    }
+}
+
 /// What a writer may do with the result currently stored for its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Nothing is stored, or ours is newer: write (conditionally on what was read).
+    /// Ours is the key's current version: write (conditionally on what was read).
     Write,
     /// The stored result is for this very version: writing again is idempotent.
     Rewrite,
-    /// The stored result is for a newer write to the key: keep it, write nothing.
+    /// A newer version exists: keep what is stored, write nothing. `current` says which.
     Superseded { current: String },
 }
 
-/// Decides whether `ours` may replace the result stored for `current` (same key).
+/// Decides whether a result for `ours` may replace the one stored for `stored` (`None`:
+/// nothing stored) at the same key, given `current`, S3's answer read after `stored`.
 ///
-/// Ordering comes from sequencers only. When either side has none (an execution started
-/// by `pipeline reconcile` or `backfill`, which list the latest version rather than
-/// receive an event), the newer claim cannot be proved and the writer wins, as it
-/// would without ordering: those tools only ever start the latest version.
-pub fn decide(current: Option<&SourceObject>, ours: &SourceObject) -> Decision {
-    let Some(current) = current else {
-        return Decision::Write;
-    };
-    if same_version(current, ours) {
+/// - `stored` is `ours` already: [`Decision::Rewrite`].
+/// - `ours` is S3's current version: [`Decision::Write`].
+/// - the key has no current version (deleted) or `ours` cannot be identified: write only
+///   where nothing is stored (so a deleted object still gets its report), else keep it.
+/// - otherwise a newer version exists: [`Decision::Superseded`].
+pub fn decide(
+    stored: Option<VersionToken<'_>>,
+    ours: VersionToken<'_>,
+    current: &CurrentVersion,
+) -> Decision {
+    if stored == Some(ours) && ours != VersionToken::Unknown {
         return Decision::Rewrite;
     }
-    let seq = |s: &SourceObject| s.sequencer.as_deref().and_then(Sequencer::parse);
-    match (seq(current), seq(ours)) {
-        (Some(theirs), Some(mine)) if theirs > mine => Decision::Superseded {
-            current: describe(current),
+    match current.token() {
+        Some(now) if ours != VersionToken::Unknown && now == ours => Decision::Write,
+        Some(now) if ours != VersionToken::Unknown => Decision::Superseded {
+            current: format!("{} (current in S3)", now.describe()),
         },
-        _ => Decision::Write,
+        _ => match stored {
+            None => Decision::Write,
+            Some(kept) => Decision::Superseded {
+                current: match current {
+                    CurrentVersion::Missing => {
+                        format!("{} (the key has no current version)", kept.describe())
+                    }
+                    CurrentVersion::Exists { .. } => kept.describe(),
+                },
+            },
+        },
     }
 }
 
@@ -92,32 +142,45 @@ pub fn same_version(a: &SourceObject, b: &SourceObject) -> bool {
     a.bucket == b.bucket && a.key == b.key && VersionToken::of(a) == VersionToken::of(b)
 }
 
-fn describe(s: &SourceObject) -> String {
-    match (VersionToken::of(s), s.sequencer.as_deref()) {
-        (VersionToken::VersionId(v), Some(q)) => format!("version {v} (sequencer {q})"),
-        (VersionToken::VersionId(v), None) => format!("version {v}"),
-        (VersionToken::Sequencer(q), _) => format!("sequencer {q}"),
-        (VersionToken::ETag(e), _) => format!("ETag {e}"),
-        (VersionToken::Unknown, _) => "an unidentified version".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use VersionToken::{ETag, Sequencer as Seq, Unknown, VersionId};
 
     fn seq(s: &str) -> Sequencer {
         Sequencer::parse(s).unwrap()
     }
 
-    fn source(version: Option<&str>, sequencer: Option<&str>) -> SourceObject {
-        SourceObject {
-            bucket: "in".into(),
-            key: "a.jpg".into(),
-            version_id: version.map(str::to_string),
-            sequencer: sequencer.map(str::to_string),
-            etag: Some("e".into()),
-            size: Some(1),
+    fn current(version: &str) -> CurrentVersion {
+        CurrentVersion::Exists {
+            version_id: Some(version.into()),
+            etag: Some("\"e\"".into()),
+        }
+    }
+
+    fn unversioned(etag: &str) -> CurrentVersion {
+        CurrentVersion::Exists {
+            version_id: Some("null".into()),
+            etag: Some(format!("\"{etag}\"")),
+        }
+    }
+
+    fn check(
+        stored: Option<VersionToken<'_>>,
+        ours: VersionToken<'_>,
+        now: &CurrentVersion,
+        expected: Decision,
+    ) {
+        assert_eq!(
+            decide(stored, ours, now),
+            expected,
+            "{stored:?} / {ours:?} / {now:?}"
+        );
+    }
+
+    fn superseded(current: &str) -> Decision {
+        Decision::Superseded {
+            current: current.into(),
         }
     }
 
@@ -139,49 +202,111 @@ mod tests {
     }
 
     #[test]
-    fn decide_nothing_stored_writes() {
-        assert_eq!(
-            decide(None, &source(Some("v1"), Some("01"))),
-            Decision::Write
+    fn decide_table() {
+        let v2_now = current("v2");
+        // Nothing stored: only the current version writes.
+        check(None, VersionId("v2"), &v2_now, Decision::Write);
+        check(
+            None,
+            VersionId("v1"),
+            &v2_now,
+            superseded("version v2 (current in S3)"),
+        );
+        // Retried step: the same version is stored.
+        check(
+            Some(VersionId("v1")),
+            VersionId("v1"),
+            &v2_now,
+            Decision::Rewrite,
+        );
+        // The current version replaces an older result...
+        check(
+            Some(VersionId("v1")),
+            VersionId("v2"),
+            &v2_now,
+            Decision::Write,
+        );
+        // ...and an older version never replaces a newer one, whichever has a sequencer.
+        check(
+            Some(VersionId("v2")),
+            VersionId("v1"),
+            &v2_now,
+            superseded("version v2 (current in S3)"),
+        );
+        // Neither is current (v3 is on its way): stand down, v3 will write.
+        check(
+            Some(VersionId("v1")),
+            VersionId("v2"),
+            &current("v3"),
+            superseded("version v3 (current in S3)"),
         );
     }
 
     #[test]
-    fn decide_same_version_rewrites() {
-        let s = source(Some("v1"), Some("01"));
-        assert_eq!(decide(Some(&s), &s), Decision::Rewrite);
-    }
-
-    #[test]
-    fn decide_older_event_is_superseded_by_newer_result() {
-        let newer = source(Some("v2"), Some("0055AED6DCD90281E6"));
-        let older = source(Some("v1"), Some("0055AED6DCD90281E5"));
-        assert_eq!(
-            decide(Some(&newer), &older),
-            Decision::Superseded {
-                current: "version v2 (sequencer 0055AED6DCD90281E6)".into()
-            }
+    fn decide_unversioned_and_suspended_buckets_compare_etags() {
+        let now = unversioned("bbb");
+        check(Some(ETag("aaa")), ETag("bbb"), &now, Decision::Write);
+        check(
+            Some(ETag("bbb")),
+            ETag("aaa"),
+            &now,
+            superseded("ETag bbb (current in S3)"),
         );
-        assert_eq!(decide(Some(&older), &newer), Decision::Write);
+        // An object written before versioning was enabled ("null") against a newer one.
+        check(
+            Some(ETag("aaa")),
+            ETag("aaa"),
+            &current("v7"),
+            Decision::Rewrite,
+        );
+        check(
+            None,
+            ETag("aaa"),
+            &current("v7"),
+            superseded("version v7 (current in S3)"),
+        );
     }
 
     #[test]
-    fn decide_without_sequencers_lets_the_writer_win() {
-        let listed = source(Some("v3"), None);
-        let evented = source(Some("v2"), Some("FF"));
-        assert_eq!(decide(Some(&evented), &listed), Decision::Write);
-        assert_eq!(decide(Some(&listed), &evented), Decision::Write);
+    fn decide_deleted_key_reports_once_and_keeps_what_is_there() {
+        let gone = CurrentVersion::Missing;
+        check(None, VersionId("v1"), &gone, Decision::Write);
+        check(
+            Some(VersionId("v2")),
+            VersionId("v1"),
+            &gone,
+            superseded("version v2 (the key has no current version)"),
+        );
     }
 
     #[test]
-    fn decide_unversioned_bucket_orders_by_sequencer() {
-        let a = source(None, Some("10"));
-        let b = source(None, Some("0F"));
-        assert_eq!(
-            decide(Some(&a), &b),
-            Decision::Superseded {
-                current: "sequencer 10".into()
-            }
+    fn decide_sequencers_order_nothing() {
+        // A meaningless emulator sequencer, or a real one, never overrides S3's answer.
+        let now = current("v2");
+        check(Some(Seq("FF")), VersionId("v2"), &now, Decision::Write);
+        check(
+            None,
+            Seq("FF"),
+            &now,
+            superseded("version v2 (current in S3)"),
+        );
+    }
+
+    #[test]
+    fn decide_unidentified_version_writes_only_where_nothing_is_stored() {
+        let now = current("v2");
+        check(None, Unknown, &now, Decision::Write);
+        check(
+            Some(VersionId("v2")),
+            Unknown,
+            &now,
+            superseded("version v2"),
+        );
+        check(
+            Some(Unknown),
+            Unknown,
+            &now,
+            superseded("an unidentified version"),
         );
     }
 }

@@ -24,6 +24,13 @@ pub struct SourceObject {
     pub size: Option<u64>,
 }
 
+/// The part of a manifest or report that says which version it describes; any schema
+/// version of either has it. Publishers and the reconciler read only this.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordedSource {
+    pub source: SourceObject,
+}
+
 /// A pointer to an object the pipeline wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {

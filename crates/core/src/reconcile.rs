@@ -1,13 +1,16 @@
 //! What the reconciler (and `pipeline backfill`) should start: input objects whose current
-//! version has neither a manifest nor a quarantine report, once a grace period has passed.
+//! version has neither a manifest nor a quarantine report that records it, once a grace
+//! period has passed.
 //!
 //! Events can be lost (an ingest that failed for good, a notification configured after
 //! the upload, an emulator restarted mid-run). The bucket itself is the truth: every
-//! object's latest version must end with a result. A result "covers" a version when it
-//! was written after that version was uploaded (results are only ever written for a
-//! version after it exists). The decision is made from three listings, with no read per
-//! object, and the executions are started under the same deterministic names ingest uses
-//! ([`crate::naming::ExecutionName`]), so a version already started is never started twice.
+//! object's latest version must end with a result. A result "covers" a version when the
+//! version it records (its `source`) is that version, by the naming rule
+//! ([`crate::naming::VersionToken`]: the versionId, else the ETag). Timestamps only spare
+//! reads: a result written before the version was uploaded cannot record it, so only the
+//! results listed as newer than their version are read. The executions are started under
+//! the same deterministic names ingest uses ([`crate::naming::ExecutionName`]), so a
+//! version already started is never started twice.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,7 @@ use crate::error::PipelineError;
 use crate::event::SkipReason;
 use crate::key::ObjectKey;
 use crate::layout::OutputLayout;
+use crate::naming::VersionToken;
 use crate::payload::SourceObject;
 
 /// The reconcile function's own settings (besides [`crate::config::PipelineConfig`]).
@@ -81,13 +85,64 @@ pub struct InputObject {
     pub last_modified_ms: i64,
 }
 
+impl InputObject {
+    /// The version as an execution's source: what reconcile starts, and what a result
+    /// must record to cover it.
+    pub fn source(&self, input_bucket: &str) -> SourceObject {
+        SourceObject {
+            bucket: input_bucket.to_string(),
+            key: self.key.clone(),
+            version_id: self.version_id.clone(),
+            sequencer: None,
+            etag: self.etag.as_ref().map(|e| e.trim_matches('"').to_string()),
+            size: Some(self.size),
+        }
+    }
+}
+
 /// Output keys (manifests and quarantine reports) with their LastModified, from listings.
 pub type ResultTimes = BTreeMap<String, i64>;
+
+/// What the results that might cover a version record: result key -> the source it
+/// names (`None`: unreadable, or not read).
+pub type RecordedSources = BTreeMap<String, Option<SourceObject>>;
+
+/// The result keys worth reading for `object`: its manifest and report, where listed as
+/// written at or after the version was uploaded (an older result cannot record it).
+pub fn results_to_read(
+    object: &InputObject,
+    layout: &OutputLayout,
+    results: &ResultTimes,
+) -> Vec<String> {
+    let Ok(key) = ObjectKey::from_decoded(object.key.clone()) else {
+        return Vec::new();
+    };
+    [
+        layout.manifest_key(&key),
+        layout.quarantine_report_key(&key),
+    ]
+    .into_iter()
+    .filter(|k| {
+        results
+            .get(k)
+            .is_some_and(|at| *at >= object.last_modified_ms)
+    })
+    .collect()
+}
+
+/// Whether a result recording `recorded` covers the listed `object`.
+pub fn covers(recorded: &SourceObject, object: &InputObject, input_bucket: &str) -> bool {
+    let listed = object.source(input_bucket);
+    recorded.bucket == listed.bucket
+        && recorded.key == listed.key
+        && VersionToken::of(recorded) != VersionToken::Unknown
+        && VersionToken::of(recorded) == VersionToken::of(&listed)
+}
 
 /// Why an input object needs nothing now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
-    /// A manifest or report written after this version exists.
+    /// A manifest or report records this very version.
     HasResult,
     /// Uploaded less than the grace period ago: its event is probably still in flight.
     TooRecent,
@@ -108,12 +163,13 @@ pub struct ReconcilePlan {
     pub invalid_keys: Vec<(String, String)>,
 }
 
-/// Decides one object.
+/// Decides one object. `recorded` holds what [`results_to_read`] named, read.
 pub fn settle(
     object: &InputObject,
     input_bucket: &str,
     layout: &OutputLayout,
     results: &ResultTimes,
+    recorded: &RecordedSources,
     now_ms: i64,
     grace_ms: i64,
 ) -> Option<Settled> {
@@ -127,15 +183,11 @@ pub fn settle(
     if layout.is_pipeline_output(input_bucket, &object.key) {
         return Some(Settled::Skipped(SkipReason::PipelineOutput));
     }
-    let result_at = [
-        layout.manifest_key(&key),
-        layout.quarantine_report_key(&key),
-    ]
-    .iter()
-    .filter_map(|k| results.get(k))
-    .max()
-    .copied();
-    if result_at.is_some_and(|at| at >= object.last_modified_ms) {
+    let covered = results_to_read(object, layout, results)
+        .iter()
+        .filter_map(|k| recorded.get(k).and_then(Option::as_ref))
+        .any(|source| covers(source, object, input_bucket));
+    if covered {
         return Some(Settled::HasResult);
     }
     if now_ms.saturating_sub(object.last_modified_ms) < grace_ms {
@@ -150,20 +202,14 @@ pub fn plan(
     input_bucket: &str,
     layout: &OutputLayout,
     results: &ResultTimes,
+    recorded: &RecordedSources,
     now_ms: i64,
     grace_ms: i64,
 ) -> ReconcilePlan {
     let mut plan = ReconcilePlan::default();
     for o in objects {
-        match settle(o, input_bucket, layout, results, now_ms, grace_ms) {
-            None => plan.to_start.push(SourceObject {
-                bucket: input_bucket.to_string(),
-                key: o.key.clone(),
-                version_id: o.version_id.clone(),
-                sequencer: None,
-                etag: o.etag.as_ref().map(|e| e.trim_matches('"').to_string()),
-                size: Some(o.size),
-            }),
+        match settle(o, input_bucket, layout, results, recorded, now_ms, grace_ms) {
+            None => plan.to_start.push(o.source(input_bucket)),
             Some(Settled::HasResult) => plan.has_result += 1,
             Some(Settled::TooRecent) => plan.too_recent += 1,
             Some(Settled::Skipped(_)) => plan.skipped += 1,
@@ -191,14 +237,45 @@ mod tests {
         }
     }
 
-    fn check(object: InputObject, results: &[(&str, i64)], expected: Option<Settled>) {
+    /// `results`: (result key, LastModified, version id it records or `None` unreadable).
+    fn check(
+        object: InputObject,
+        results: &[(&str, i64, Option<&str>)],
+        expected: Option<Settled>,
+    ) {
         let layout = OutputLayout::new("out");
-        let results: ResultTimes = results.iter().map(|(k, t)| (k.to_string(), *t)).collect();
+        let (times, recorded) = listed(results);
         assert_eq!(
-            settle(&object, "in", &layout, &results, NOW, GRACE),
+            settle(&object, "in", &layout, &times, &recorded, NOW, GRACE),
             expected,
-            "{object:?}"
+            "{object:?} {results:?}"
         );
+    }
+
+    fn listed(results: &[(&str, i64, Option<&str>)]) -> (ResultTimes, RecordedSources) {
+        let times = results
+            .iter()
+            .map(|(k, t, _)| (k.to_string(), *t))
+            .collect();
+        let recorded = results
+            .iter()
+            .map(|(k, _, v)| {
+                let key = k
+                    .trim_start_matches("manifests/")
+                    .trim_start_matches("quarantine/reports/")
+                    .trim_end_matches(".json");
+                let source = v.map(|v| SourceObject {
+                    bucket: "in".into(),
+                    key: key.into(),
+                    version_id: Some(v.into()),
+                    sequencer: Some("01".into()),
+                    etag: Some("abc".into()),
+                    size: Some(10),
+                });
+                (k.to_string(), source)
+            })
+            .collect();
+        (times, recorded)
     }
 
     #[test]
@@ -234,21 +311,44 @@ mod tests {
     #[test]
     fn settle_table() {
         let old = NOW - 2 * GRACE;
+        let current = "v-a.jpg";
         check(object("a.jpg", old), &[], None);
         check(
             object("a.jpg", old),
-            &[("manifests/a.jpg.json", old + 5)],
+            &[("manifests/a.jpg.json", old + 5, Some(current))],
             Some(Settled::HasResult),
         );
         check(
             object("a.jpg", old),
-            &[("quarantine/reports/a.jpg.json", old)],
+            &[("quarantine/reports/a.jpg.json", old, Some(current))],
             Some(Settled::HasResult),
         );
-        // A result older than the current version belongs to an earlier version.
+        // A result written after the upload that records another version does not cover
+        // it (an older version's late result, or the newer version superseded it).
         check(
             object("a.jpg", old),
-            &[("manifests/a.jpg.json", old - 1)],
+            &[("manifests/a.jpg.json", old + 5, Some("v-older"))],
+            None,
+        );
+        // The manifest names an older version, the report this one: covered.
+        check(
+            object("a.jpg", old),
+            &[
+                ("manifests/a.jpg.json", old + 9, Some("v-older")),
+                ("quarantine/reports/a.jpg.json", old + 5, Some(current)),
+            ],
+            Some(Settled::HasResult),
+        );
+        // An unreadable result covers nothing.
+        check(
+            object("a.jpg", old),
+            &[("manifests/a.jpg.json", old + 5, None)],
+            None,
+        );
+        // A result older than the current version cannot record it (not even read).
+        check(
+            object("a.jpg", old),
+            &[("manifests/a.jpg.json", old - 1, Some(current))],
             None,
         );
         check(object("a.jpg", NOW - 10), &[], Some(Settled::TooRecent));
@@ -263,6 +363,7 @@ mod tests {
                 "in",
                 &OutputLayout::new("out"),
                 &ResultTimes::new(),
+                &RecordedSources::new(),
                 NOW,
                 GRACE
             ),
@@ -271,11 +372,43 @@ mod tests {
     }
 
     #[test]
+    fn covers_unversioned_bucket_by_etag() {
+        let o = InputObject {
+            key: "a.jpg".into(),
+            version_id: None,
+            etag: Some("\"abc\"".into()),
+            size: 10,
+            last_modified_ms: 0,
+        };
+        let recorded = |version_id: Option<&str>, etag: &str| SourceObject {
+            bucket: "in".into(),
+            key: "a.jpg".into(),
+            version_id: version_id.map(str::to_string),
+            sequencer: Some("0055AED6DCD90281E5".into()),
+            etag: Some(etag.into()),
+            size: Some(10),
+        };
+        assert!(covers(&recorded(None, "abc"), &o, "in"));
+        assert!(covers(&recorded(Some("null"), "abc"), &o, "in"));
+        assert!(!covers(&recorded(None, "def"), &o, "in"));
+        assert!(!covers(&recorded(Some("v1"), "abc"), &o, "in"));
+        assert!(!covers(&recorded(None, "abc"), &o, "other-bucket"));
+    }
+
+    #[test]
     fn settle_skips_the_pipelines_own_outputs_in_a_shared_bucket() {
         let layout = OutputLayout::new("same");
         let o = object("thumbnails/a.jpg/0123456789abcdef/256.jpg", 0);
         assert_eq!(
-            settle(&o, "same", &layout, &ResultTimes::new(), NOW, GRACE),
+            settle(
+                &o,
+                "same",
+                &layout,
+                &ResultTimes::new(),
+                &RecordedSources::new(),
+                NOW,
+                GRACE
+            ),
             Some(Settled::Skipped(SkipReason::PipelineOutput))
         );
     }
@@ -289,12 +422,13 @@ mod tests {
             object("done.jpg", old),
             object("new.jpg", NOW),
         ];
-        let results: ResultTimes = [("manifests/done.jpg.json".to_string(), old)].into();
+        let (results, recorded) = listed(&[("manifests/done.jpg.json", old, Some("v-done.jpg"))]);
         let p = plan(
             &objects,
             "in",
             &OutputLayout::new("out"),
             &results,
+            &recorded,
             NOW,
             GRACE,
         );

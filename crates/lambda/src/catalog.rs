@@ -1,8 +1,15 @@
 //! Recording object versions in the catalog table (load and quarantine).
 
+use pipeline_aws::catalog::{Catalog, Recorded};
+use pipeline_aws::ObjectStore;
+use pipeline_core::catalog::{sortable_sequencer, CatalogEntry, CatalogStatus, NULL_VERSION};
+use pipeline_core::naming::VersionToken;
+use pipeline_core::ordering::{decide, Decision};
 use pipeline_core::PipelineError;
+use tracing::info;
 
 use crate::now_rfc3339;
+use crate::publish::current_version;
 
 /// The catalog table named by `CATALOG_TABLE` (load and quarantine record every object
 /// version there), on the function's SDK configuration.
@@ -28,21 +35,33 @@ pub struct CatalogRecord<'a> {
     pub execution: &'a str,
 }
 
-/// Records an object version in the catalog. A failure is `Transient`: the state
-/// machine retries the step, whose S3 writes are idempotent.
+/// How many read-decide-write rounds on the latest item before `Transient`.
+const MAX_ROUNDS: usize = 5;
+
+/// Records an object version in the catalog: its version item always, and the key's
+/// `~latest` item by the rule of [`pipeline_core::ordering`] (only for the version S3
+/// reports as current, checked after reading the stored item, written on a condition on
+/// what was read). A superseded version never touches `~latest`. A failure is
+/// `Transient`: the state machine retries the step, whose writes are idempotent.
 pub async fn record_in_catalog(
-    catalog: &dyn pipeline_aws::catalog::Catalog,
+    catalog: &dyn Catalog,
+    store: &dyn ObjectStore,
     record: CatalogRecord<'_>,
-) -> Result<pipeline_aws::catalog::Recorded, PipelineError> {
-    let entry = pipeline_core::catalog::CatalogEntry {
+) -> Result<Recorded, PipelineError> {
+    let entry = CatalogEntry {
         key: record.source.key.clone(),
         version: record
             .source
             .version_id
             .clone()
-            .unwrap_or_else(|| pipeline_core::catalog::NULL_VERSION.to_string()),
-        seq: pipeline_core::catalog::sortable_sequencer(record.source.sequencer.as_deref())
-            .unwrap_or_default(),
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| NULL_VERSION.to_string()),
+        seq: sortable_sequencer(record.source.sequencer.as_deref()).unwrap_or_default(),
+        etag: record
+            .source
+            .etag
+            .as_ref()
+            .map(|e| e.trim_matches('"').to_string()),
         status: record.status,
         result_key: record.result_key.to_string(),
         error: record.error.map(str::to_string),
@@ -51,7 +70,156 @@ pub async fn record_in_catalog(
         recorded_at: now_rfc3339(),
     };
     catalog
-        .record(&entry)
+        .put_version(&entry)
         .await
-        .map_err(PipelineError::transient)
+        .map_err(PipelineError::transient)?;
+    if record.status == CatalogStatus::Superseded {
+        return Ok(Recorded { latest: false });
+    }
+    let ours = VersionToken::of(record.source);
+    for _ in 0..MAX_ROUNDS {
+        let stored = catalog
+            .latest(&entry.key)
+            .await
+            .map_err(PipelineError::transient)?;
+        let now = current_version(store, record.source).await?;
+        match decide(stored.as_ref().map(CatalogEntry::token), ours, &now) {
+            Decision::Rewrite => return Ok(Recorded { latest: true }),
+            Decision::Superseded { current } => {
+                info!(key = %entry.key, current = %current, "catalog: a newer version is the latest");
+                return Ok(Recorded { latest: false });
+            }
+            Decision::Write => {}
+        }
+        if catalog
+            .put_latest(&entry, stored.as_ref())
+            .await
+            .map_err(PipelineError::transient)?
+        {
+            return Ok(Recorded { latest: true });
+        }
+    }
+    Err(PipelineError::transient(format!(
+        "catalog latest item of {:?} changed {MAX_ROUNDS} times while recording",
+        entry.key
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_aws::catalog::MemoryCatalog;
+    use pipeline_aws::MemoryStore;
+    use pipeline_core::payload::SourceObject;
+
+    fn upload(store: &MemoryStore, body: &str, sequencer: Option<&str>) -> SourceObject {
+        SourceObject {
+            bucket: "in".into(),
+            key: "a.jpg".into(),
+            version_id: store.insert("in", "a.jpg", body.as_bytes().to_vec()),
+            sequencer: sequencer.map(str::to_string),
+            etag: None,
+            size: None,
+        }
+    }
+
+    async fn record(
+        catalog: &MemoryCatalog,
+        store: &MemoryStore,
+        source: &SourceObject,
+        status: CatalogStatus,
+    ) -> Recorded {
+        record_in_catalog(
+            catalog,
+            store,
+            CatalogRecord {
+                source,
+                status,
+                result_key: "manifests/a.jpg.json",
+                error: None,
+                thumbnails: 2,
+                execution: "exec",
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn latest_version(catalog: &MemoryCatalog) -> Option<String> {
+        catalog.entries("a.jpg").1.map(|e| e.version)
+    }
+
+    /// Reconciled v1 (no sequencer) recorded after evented v2: `~latest` stays v2. Before
+    /// the ordering rule, a missing sequencer let the writer win.
+    #[tokio::test]
+    async fn record_latest_reconciled_older_never_replaces_newer() {
+        let (catalog, store) = (MemoryCatalog::new(), MemoryStore::new());
+        store.enable_versioning("in");
+        let v1 = upload(&store, "one", None);
+        let v2 = upload(&store, "two", Some("0055AED6DCD90281E6"));
+        assert!(
+            record(&catalog, &store, &v2, CatalogStatus::Processed)
+                .await
+                .latest
+        );
+        assert!(
+            !record(&catalog, &store, &v1, CatalogStatus::Processed)
+                .await
+                .latest
+        );
+        assert_eq!(latest_version(&catalog), v2.version_id);
+        // Both version items are there.
+        assert_eq!(catalog.entries("a.jpg").0.len(), 2);
+    }
+
+    /// A late v1 event with a larger (meaningless) sequencer after reconciled v2.
+    #[tokio::test]
+    async fn record_latest_late_event_with_any_sequencer_never_replaces_current() {
+        let (catalog, store) = (MemoryCatalog::new(), MemoryStore::new());
+        store.enable_versioning("in");
+        let v1 = upload(&store, "one", Some("FFFFFFFF"));
+        let v2 = upload(&store, "two", None);
+        assert!(
+            record(&catalog, &store, &v2, CatalogStatus::Quarantined)
+                .await
+                .latest
+        );
+        assert!(
+            !record(&catalog, &store, &v1, CatalogStatus::Processed)
+                .await
+                .latest
+        );
+        assert_eq!(latest_version(&catalog), v2.version_id);
+    }
+
+    #[tokio::test]
+    async fn record_latest_newer_replaces_older_and_superseded_never_touches_it() {
+        let (catalog, store) = (MemoryCatalog::new(), MemoryStore::new());
+        store.enable_versioning("in");
+        let v1 = upload(&store, "one", None);
+        assert!(
+            record(&catalog, &store, &v1, CatalogStatus::Processed)
+                .await
+                .latest
+        );
+        let v2 = upload(&store, "two", None);
+        assert!(
+            record(&catalog, &store, &v2, CatalogStatus::Processed)
+                .await
+                .latest
+        );
+        assert_eq!(latest_version(&catalog), v2.version_id);
+        assert!(
+            !record(&catalog, &store, &v1, CatalogStatus::Superseded)
+                .await
+                .latest
+        );
+        assert_eq!(latest_version(&catalog), v2.version_id);
+        // A retried step of the current version is idempotent.
+        assert!(
+            record(&catalog, &store, &v2, CatalogStatus::Processed)
+                .await
+                .latest
+        );
+    }
 }

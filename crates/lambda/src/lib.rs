@@ -70,10 +70,19 @@ impl std::fmt::Display for FunctionError {
 }
 
 /// Maps a storage failure to the pipeline error the state machine acts on: a missing
-/// object is permanent, an oversized one is `TooLarge`, anything else may pass on retry.
+/// object is permanent, an oversized one is `TooLarge`, a refused one is `AccessDenied`
+/// (permanent: the role lacks a grant), anything else may pass on retry.
 pub fn from_store(e: StoreError) -> PipelineError {
     match e {
         StoreError::NotFound { bucket, key } => PipelineError::SourceMissing { bucket, key },
+        StoreError::AccessDenied {
+            operation,
+            bucket,
+            key,
+        } => PipelineError::AccessDenied {
+            action: operation.to_string(),
+            resource: format!("s3://{bucket}/{key}"),
+        },
         StoreError::TooLarge { limit, .. } => PipelineError::TooLarge {
             detail: format!("object is larger than {limit} bytes"),
         },
@@ -152,6 +161,12 @@ mod tests {
             limit: 1,
         };
         assert_eq!(from_store(big).name(), "TooLarge");
+        let denied = StoreError::AccessDenied {
+            operation: "GetObject",
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        assert_eq!(from_store(denied).name(), "AccessDenied");
         let other = StoreError::Failed {
             operation: "GetObject",
             message: "503".into(),

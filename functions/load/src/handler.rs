@@ -54,6 +54,7 @@ pub async fn load(
         }
         record_in_catalog(
             catalog,
+            store,
             CatalogRecord {
                 source: &input.source,
                 status: CatalogStatus::Superseded,
@@ -75,6 +76,7 @@ pub async fn load(
     }
     record_in_catalog(
         catalog,
+        store,
         CatalogRecord {
             source: &input.source,
             status: CatalogStatus::Processed,
@@ -135,9 +137,27 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
+    /// A store holding the fixture's source version, current in its versioned bucket.
+    fn store_with_source() -> MemoryStore {
+        let store = MemoryStore::new();
+        upload(&store, &fixture());
+        store
+    }
+
+    /// Uploads `input`'s source version (it becomes the key's current version).
+    fn upload(store: &MemoryStore, input: &LoadInput) {
+        let s = &input.source;
+        store.insert_version(
+            &s.bucket,
+            &s.key,
+            b"jpeg".to_vec(),
+            s.version_id.as_deref().unwrap(),
+        );
+    }
+
     #[tokio::test]
     async fn load_writes_manifest_matching_inputs() {
-        let store = MemoryStore::new();
+        let store = store_with_source();
         let config = PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap();
         let input = fixture();
         let out = load(input.clone(), &store, &MemoryCatalog::new(), &config)
@@ -176,6 +196,8 @@ mod tests {
         let config = PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap();
         let newer = version(&store, "v2", "0055AED6DCD90281E6");
         let older = version(&store, "v1", "0055AED6DCD90281E5");
+        upload(&store, &older);
+        upload(&store, &newer);
         let first = load(newer.clone(), &store, &MemoryCatalog::new(), &config)
             .await
             .unwrap();
@@ -186,7 +208,7 @@ mod tests {
         assert_eq!(stale.outcome, Outcome::Superseded);
         assert_eq!(
             stale.superseded_by.as_deref(),
-            Some("version v2 (sequencer 0055AED6DCD90281E6)")
+            Some("version v2 (current in S3)")
         );
         assert!(stale.thumbnails.is_empty());
         let (body, _) = store.object("out", &first.manifest.key).unwrap();
@@ -202,13 +224,13 @@ mod tests {
 
     #[tokio::test]
     async fn load_retried_writes_the_same_bytes() {
-        let store = MemoryStore::new();
+        let store = store_with_source();
         let config = PipelineConfig::from_vars([("OUTPUT_BUCKET", "out")]).unwrap();
         let out = load(fixture(), &store, &MemoryCatalog::new(), &config)
             .await
             .unwrap();
         let (first, _) = store.object("out", &out.manifest.key).unwrap();
-        // Empty the stored manifest so that the retry has to write it again.
+        // Empty (make unreadable) the stored manifest so that the retry has to write it again.
         store.insert("out", &out.manifest.key, Vec::new());
         let again = load(fixture(), &store, &MemoryCatalog::new(), &config)
             .await

@@ -72,6 +72,7 @@ pub async fn quarantine(
         }
         record_in_catalog(
             catalog,
+            store,
             CatalogRecord {
                 source,
                 status: CatalogStatus::Superseded,
@@ -93,6 +94,7 @@ pub async fn quarantine(
     }
     record_in_catalog(
         catalog,
+        store,
         CatalogRecord {
             source,
             status: CatalogStatus::Quarantined,
@@ -133,7 +135,13 @@ mod tests {
     async fn quarantine_copies_source_and_writes_report_with_reason() {
         let store = MemoryStore::new();
         let input = fixture();
-        store.insert(&input.source.bucket, &input.source.key, b"broken".to_vec());
+        let s = &input.source;
+        store.insert_version(
+            &s.bucket,
+            &s.key,
+            b"broken".to_vec(),
+            s.version_id.as_deref().unwrap(),
+        );
         let out = quarantine(
             input.clone(),
             &store,
@@ -162,13 +170,16 @@ mod tests {
             let mut input = fixture();
             input.source.version_id = Some(id.into());
             input.source.sequencer = Some(seq.into());
-            store.insert(
+            store.insert_version(
                 &input.source.bucket,
                 &input.source.key,
                 id.as_bytes().to_vec(),
+                id,
             );
             input
         };
+        // Uploaded in order (v2 is current); quarantined in reverse.
+        let older = at("v1", "09");
         let newer = at("v2", "0A");
         let out = quarantine(
             newer.clone(),
@@ -180,7 +191,6 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out.outcome, Outcome::Quarantined);
-        let older = at("v1", "09");
         let stale = quarantine(
             older.clone(),
             &store,
