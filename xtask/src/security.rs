@@ -56,7 +56,6 @@ const EXPECTED_ROLES: [Expected; 7] = [
         "ReconcileFunction",
         "ReconcileRole",
         &[
-            ("s3:ListBucket", INPUT_BUCKET),
             ("s3:ListBucketVersions", INPUT_BUCKET),
             ("s3:ListBucket", "arn:aws:s3:::{stack}-output-{account}"),
             (
