@@ -54,7 +54,10 @@ fn event_of(source: &SourceObject, sequencer: &str) -> serde_json::Value {
 
 /// Starts `source` as the reconciler (or backfill) does: by name, without a sequencer.
 async fn reconcile_start(p: &TestPipeline, source: &SourceObject) -> Result<()> {
-    let starter = SfnStarter::new(p.local.clients.sfn.clone(), &p.local.stack.state_machine_arn);
+    let starter = SfnStarter::new(
+        p.local.clients.sfn.clone(),
+        &p.local.stack.state_machine_arn,
+    );
     let r = start_version(&starter, source, 5, None).await;
     assert!(matches!(r, StartResult::Started { .. }), "{r:?}");
     Ok(())
@@ -74,8 +77,7 @@ fn status_of(runs: &[pipeline_aws::ObjectRun], source: &SourceObject) -> ObjectS
 /// Reconciled v1 against evented v2, in both finishing orders, and v1's event delivered
 /// again after v2 was published: the manifest (and the catalog's latest item) name v2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordering_reconciled_and_evented_versions_in_both_orders_end_on_the_newest() -> Result<()>
-{
+async fn ordering_reconciled_and_evented_versions_in_both_orders_end_on_the_newest() -> Result<()> {
     let p = TestPipeline::start_with_parameters("ord-starters", held_stack()).await?;
     let catalog = pipeline_aws::catalog::DynamoCatalog::new(
         p.local.clients.dynamodb.clone(),
@@ -85,7 +87,11 @@ async fn ordering_reconciled_and_evented_versions_in_both_orders_end_on_the_newe
     let key = "held/first.jpg";
     let v1 = upload(&p, key, 120, 80).await?;
     let v2 = upload(&p, key, 90, 60).await?;
-    assert_eq!(p.invoke_ingest(&event_of(&v2, "0055AED6DCD90281E6")).await?["started"], 1);
+    assert_eq!(
+        p.invoke_ingest(&event_of(&v2, "0055AED6DCD90281E6"))
+            .await?["started"],
+        1
+    );
     p.settle(1).await?;
     reconcile_start(&p, &v1).await?;
     let runs = p.settle(2).await?;
@@ -98,7 +104,9 @@ async fn ordering_reconciled_and_evented_versions_in_both_orders_end_on_the_newe
     assert_eq!(p.manifest(key).await?.source.version_id, v2.version_id);
     // v1's event, delivered again hours later with a larger sequencer: its execution
     // name is taken (reconcile started it), so nothing runs, and nothing changes.
-    let late = p.invoke_ingest(&event_of(&v1, "FFFFFFFFFFFFFFFFFF")).await?;
+    let late = p
+        .invoke_ingest(&event_of(&v1, "FFFFFFFFFFFFFFFFFF"))
+        .await?;
     assert_eq!(late["started"], 0, "{late}");
     assert_eq!(p.runs_now().await?.len(), 2);
     assert_eq!(p.manifest(key).await?.source.version_id, v2.version_id);
@@ -113,9 +121,16 @@ async fn ordering_reconciled_and_evented_versions_in_both_orders_end_on_the_newe
     let v2 = upload(&p, key, 90, 60).await?;
     reconcile_start(&p, &v1).await?;
     p.settle(3).await?;
-    assert_eq!(p.invoke_ingest(&event_of(&v2, "0055AED6DCD90281E6")).await?["started"], 1);
+    assert_eq!(
+        p.invoke_ingest(&event_of(&v2, "0055AED6DCD90281E6"))
+            .await?["started"],
+        1
+    );
     let runs = p.settle(4).await?;
-    assert!(matches!(status_of(&runs, &v1), ObjectStatus::Superseded { .. }));
+    assert!(matches!(
+        status_of(&runs, &v1),
+        ObjectStatus::Superseded { .. }
+    ));
     assert_eq!(status_of(&runs, &v2), ObjectStatus::Processed);
     let manifest = p.manifest(key).await?;
     assert_eq!(manifest.source.version_id, v2.version_id);
@@ -132,8 +147,8 @@ async fn ordering_reconciled_and_evented_versions_in_both_orders_end_on_the_newe
 /// converge on one write of the current version: the others lose a conditional write
 /// (412), read, and stand down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ordering_conditional_writes_on_the_emulator_converge_on_the_current_version(
-) -> Result<()> {
+async fn ordering_conditional_writes_on_the_emulator_converge_on_the_current_version() -> Result<()>
+{
     let p = TestPipeline::start_with_parameters("ord-race", held_stack()).await?;
     let out = p.output_bucket().to_string();
     let store = &p.store;
@@ -141,10 +156,22 @@ async fn ordering_conditional_writes_on_the_emulator_converge_on_the_current_ver
     // The two preconditions, as S3 answers them.
     let probe = "manifests/probe.json";
     store
-        .put_if(&out, probe, b"1".to_vec(), "application/json", WriteCondition::IfAbsent)
+        .put_if(
+            &out,
+            probe,
+            b"1".to_vec(),
+            "application/json",
+            WriteCondition::IfAbsent,
+        )
         .await?;
     let refused = store
-        .put_if(&out, probe, b"2".to_vec(), "application/json", WriteCondition::IfAbsent)
+        .put_if(
+            &out,
+            probe,
+            b"2".to_vec(),
+            "application/json",
+            WriteCondition::IfAbsent,
+        )
         .await;
     assert!(
         matches!(refused, Err(StoreError::PreconditionFailed { .. })),
@@ -181,7 +208,8 @@ async fn ordering_conditional_writes_on_the_emulator_converge_on_the_current_ver
     let result_key = "manifests/held/raced.jpg.json";
     let publishers = (0..8).map(|i| {
         let source = if i % 4 == 3 { v1.clone() } else { v2.clone() };
-        let body = serde_json::to_vec(&serde_json::json!({"source": source, "publisher": i})).unwrap();
+        let body =
+            serde_json::to_vec(&serde_json::json!({"source": source, "publisher": i})).unwrap();
         let (store, out) = (&p.store, out.clone());
         async move {
             let published = publish_result(store, &out, result_key, &body, &source).await;
@@ -196,7 +224,9 @@ async fn ordering_conditional_writes_on_the_emulator_converge_on_the_current_ver
     assert_eq!(written, 1, "{results:#?}");
     for (version, r) in &results {
         match r {
-            Ok(Published::Written | Published::AlreadyCurrent) => assert_eq!(version, &v2.version_id),
+            Ok(Published::Written | Published::AlreadyCurrent) => {
+                assert_eq!(version, &v2.version_id)
+            }
             Ok(Published::Superseded { .. }) => assert_eq!(version, &v1.version_id),
             Err(e) => panic!("publisher failed: {e}"),
         }
