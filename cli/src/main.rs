@@ -84,8 +84,10 @@ enum Command {
         #[arg(long, default_value = "s3-pipeline")]
         stack: String,
     },
-    /// Load test on the embedded emulator: upload N objects from W parallel writers, wait,
-    /// check every object, print one summary line (exit 1 if any object is lost or doubled).
+    /// Load test on the embedded emulator: upload N keys from W parallel writers (every
+    /// fifth twice), deliver recorded events again, run one reconcile pass, check every key
+    /// against its newest version, print one summary line (exit 1 if anything is lost,
+    /// duplicated or stale).
     Load {
         #[arg(long, default_value_t = 200)]
         objects: usize,

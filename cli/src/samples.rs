@@ -76,21 +76,23 @@ fn encode(img: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// The `i`-th object of a load run: a small distinct JPEG, and every tenth one a truncated
-/// JPEG that must end in quarantine. Returns `(body, expect_quarantine)`.
-pub fn load_object(i: usize) -> Result<(Vec<u8>, bool)> {
-    let shade = (i % 251) as u8;
-    let img = RgbImage::from_fn(96, 64, |x, y| {
-        Rgb([shade, (x * 2) as u8, (y * 3) as u8 ^ shade])
+/// One version of a load run's object `index`: a 320x200 JPEG whose red channel is
+/// `shade` everywhere (so a thumbnail shows which version it came from), or that JPEG cut
+/// in half, which must end in quarantine.
+pub fn load_image(index: usize, shade: u8, truncated: bool) -> Result<Vec<u8>> {
+    let mark = (index % 251) as u8;
+    let img = RgbImage::from_fn(320, 200, |x, y| {
+        Rgb([
+            shade,
+            (x * 255 / 320) as u8,
+            (y as u8).wrapping_mul(3) ^ mark,
+        ])
     });
-    let jpeg = encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)?;
-    if i % 10 == 9 {
-        let mut broken = jpeg;
-        broken.truncate(broken.len() / 2);
-        Ok((broken, true))
-    } else {
-        Ok((jpeg, false))
+    let mut jpeg = encode(&DynamicImage::ImageRgb8(img), ImageFormat::Jpeg)?;
+    if truncated {
+        jpeg.truncate(jpeg.len() / 2);
     }
+    Ok(jpeg)
 }
 
 #[cfg(test)]
@@ -120,6 +122,29 @@ mod tests {
             err.name(),
             "InvalidImage",
             "the demo counts on exactly one quarantine"
+        );
+    }
+
+    #[test]
+    fn load_image_keeps_its_shade_and_truncated_ones_are_invalid() {
+        for (index, shade) in [(0, 16), (7, 111), (7, 239), (250, 144)] {
+            let img = image::load_from_memory(&load_image(index, shade, false).unwrap())
+                .unwrap()
+                .to_rgb8();
+            assert_eq!(img.dimensions(), (320, 200));
+            let mean = img.pixels().map(|p| f64::from(p.0[0])).sum::<f64>() / f64::from(320 * 200);
+            assert!((mean - f64::from(shade)).abs() < 8.0, "{shade}: {mean}");
+            let broken = load_image(index, shade, true).unwrap();
+            let err = pipeline_core::image_info::read_header(
+                &broken,
+                pipeline_core::image_info::ImageFormat::Jpeg,
+            )
+            .unwrap_err();
+            assert_eq!(err.name(), "InvalidImage");
+        }
+        assert_ne!(
+            load_image(1, 20, false).unwrap(),
+            load_image(2, 20, false).unwrap()
         );
     }
 }

@@ -36,8 +36,13 @@ commands:
   demo [ARGS...]     package, then run `pipeline demo ARGS...` on the embedded emulator
                      (e.g. `cargo xtask demo --input ~/Pictures`)
   load --objects N --writers W
-                     package, then upload N objects from W writers to the embedded emulator,
-                     wait, check each, print `objects=.. processed=.. lost=.. duplicated=.. ...`
+                     package, then upload N keys from W writers to the embedded emulator
+                     (every fifth key twice, while its first version runs), deliver recorded
+                     events to ingest again (duplicates, older after newer), run one reconcile
+                     pass, check every key's newest version against its manifest (thumbnails
+                     decoded) or report, print `objects=.. versions=.. redelivered=..
+                     processed=.. quarantined=.. lost=.. duplicated=.. stale=.. p50_ms=..
+                     p99_ms=.. objects_per_s=..`; exit 1 on anything lost, duplicated or stale
   test               package, lint, then run every unit and end-to-end test
                      (emulator backend from PIPELINE_EMULATOR: container|process|localstack|auto)
   emulator-image [--tag T] [--mirror URL] [--force]

@@ -219,34 +219,56 @@ mod tests {
     }
 }
 
-/// The one-line result of a load run (`cargo xtask load`).
+/// The one-line result of a load run (`cargo xtask load`). Keys are judged by what S3
+/// says their newest version is, and by the result (manifest or report) naming it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadReport {
+    /// Keys uploaded.
     pub objects: usize,
+    /// Object versions uploaded (a key written twice counts twice).
+    pub versions: usize,
+    /// Event notifications delivered to ingest a second time (duplicates, out of order).
+    pub redelivered: usize,
+    /// Keys whose newest version has a manifest naming it, with every thumbnail in place.
     pub processed: usize,
+    /// Keys whose newest version has a quarantine report naming it.
     pub quarantined: usize,
-    /// Uploaded objects that did not end processed or quarantined with their output
-    /// (manifest or report) in place: never started, still running, failed, or missing output.
+    /// Keys whose newest version has no result at all (no manifest or report for the key).
     pub lost: usize,
-    /// Objects with more than one execution.
+    /// Versions processed more than once, or with more executions than planned (one per
+    /// version, plus a new generation only after one ended without a result).
     pub duplicated: usize,
-    /// Upload acknowledged -> execution stopped, over the objects that finished.
+    /// Keys whose result names an older version, or whose manifest's thumbnails are
+    /// missing or wrong.
+    pub stale: usize,
+    /// Upload acknowledged -> execution stopped, over the versions that finished.
     pub p50_ms: u64,
     pub p99_ms: u64,
-    /// Objects per second from the first upload to the last execution's end.
+    /// Keys per second from the first upload to the last end of an execution the uploads
+    /// started.
     pub objects_per_s: f64,
+}
+
+impl LoadReport {
+    /// Whether the run found anything lost, processed twice or stale.
+    pub fn failed(&self) -> bool {
+        self.lost > 0 || self.duplicated > 0 || self.stale > 0
+    }
 }
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "objects={} processed={} quarantined={} lost={} duplicated={} p50_ms={} p99_ms={} objects_per_s={:.1}",
+            "objects={} versions={} redelivered={} processed={} quarantined={} lost={} duplicated={} stale={} p50_ms={} p99_ms={} objects_per_s={:.1}",
             self.objects,
+            self.versions,
+            self.redelivered,
             self.processed,
             self.quarantined,
             self.lost,
             self.duplicated,
+            self.stale,
             self.p50_ms,
             self.p99_ms,
             self.objects_per_s
@@ -280,21 +302,82 @@ mod load_tests {
         assert_eq!(percentile(&[3, 1, 2], 0.0), 1);
     }
 
-    #[test]
-    fn load_report_prints_one_line_in_the_documented_order() {
-        let r = LoadReport {
+    fn report() -> LoadReport {
+        LoadReport {
             objects: 200,
+            versions: 240,
+            redelivered: 100,
             processed: 180,
             quarantined: 20,
             lost: 0,
             duplicated: 0,
+            stale: 0,
             p50_ms: 812,
             p99_ms: 2304,
             objects_per_s: 31.25,
-        };
-        assert_eq!(
-            r.to_string(),
-            "objects=200 processed=180 quarantined=20 lost=0 duplicated=0 p50_ms=812 p99_ms=2304 objects_per_s=31.2"
-        );
+        }
+    }
+
+    #[test]
+    fn load_report_prints_one_line_in_the_documented_order() {
+        let cases = [
+            (
+                report(),
+                "objects=200 versions=240 redelivered=100 processed=180 quarantined=20 lost=0 duplicated=0 stale=0 p50_ms=812 p99_ms=2304 objects_per_s=31.2",
+            ),
+            (
+                LoadReport {
+                    processed: 177,
+                    lost: 1,
+                    duplicated: 2,
+                    stale: 2,
+                    objects_per_s: 0.04,
+                    ..report()
+                },
+                "objects=200 versions=240 redelivered=100 processed=177 quarantined=20 lost=1 duplicated=2 stale=2 p50_ms=812 p99_ms=2304 objects_per_s=0.0",
+            ),
+        ];
+        for (r, expected) in cases {
+            assert_eq!(r.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn load_report_fails_on_any_lost_duplicated_or_stale() {
+        let cases = [
+            (report(), false),
+            (
+                LoadReport {
+                    lost: 1,
+                    ..report()
+                },
+                true,
+            ),
+            (
+                LoadReport {
+                    duplicated: 1,
+                    ..report()
+                },
+                true,
+            ),
+            (
+                LoadReport {
+                    stale: 1,
+                    ..report()
+                },
+                true,
+            ),
+            (
+                LoadReport {
+                    redelivered: 0,
+                    quarantined: 0,
+                    ..report()
+                },
+                false,
+            ),
+        ];
+        for (r, expected) in cases {
+            assert_eq!(r.failed(), expected, "{r}");
+        }
     }
 }
