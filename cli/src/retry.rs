@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use pipeline_core::naming::MAX_NAME_LEN;
+use pipeline_core::naming::{VersionToken, MAX_NAME_LEN};
 use pipeline_core::payload::ExecutionInput;
 
 /// The name of retry number `attempt` (1, 2, ...) of the object whose first execution is
@@ -65,12 +65,14 @@ pub struct RetryPlan {
     pub input: String,
 }
 
-/// Groups executions by the object version they process (bucket, key, version from the
-/// input); for each group whose latest execution is quarantined, plans the next attempt,
-/// numbered by how many executions the group already has. A group with a running
-/// execution is left alone (its retry is in flight).
+/// Groups executions by the object version they process (bucket, key, and the version's
+/// identity by the one naming rule, [`VersionToken`]: the versionId, else the ETag, so
+/// the versions of a key in an unversioned bucket stay apart); for each group whose latest
+/// execution is quarantined, plans the next attempt, numbered by how many executions the
+/// group already has. A group with a running execution is left alone (its retry is in
+/// flight).
 pub fn plan_retries(runs: &[PastRun]) -> Vec<RetryPlan> {
-    type Source = (String, String, Option<String>);
+    type Source = (String, String, String);
     let mut groups: BTreeMap<Source, Vec<&PastRun>> = BTreeMap::new();
     for run in runs {
         let Some(input) = run.input.as_deref() else {
@@ -80,8 +82,9 @@ pub fn plan_retries(runs: &[PastRun]) -> Vec<RetryPlan> {
             continue;
         };
         let s = parsed.source;
+        let version = format!("{:?}", VersionToken::of(&s));
         groups
-            .entry((s.bucket, s.key, s.version_id))
+            .entry((s.bucket, s.key, version))
             .or_default()
             .push(run);
     }
@@ -222,6 +225,25 @@ mod tests {
             other_version,
             no_input,
         ]);
+        let names: Vec<_> = plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["a-r1", "b-r1"]);
+    }
+
+    /// Unversioned bucket: two uploads of one key are two versions (ETags), not one group.
+    #[test]
+    fn plan_retries_unversioned_versions_are_grouped_by_etag() {
+        let unversioned = |name: &str, etag: &str, start_ms: i64| {
+            PastRun {
+            name: name.into(),
+            status: "quarantined",
+            start_ms,
+            input: Some(
+                serde_json::json!({"source": {"bucket": "in", "key": "k.jpg", "version_id": "null", "etag": etag}})
+                    .to_string(),
+            ),
+        }
+        };
+        let plans = plan_retries(&[unversioned("a", "e1", 1), unversioned("b", "e2", 2)]);
         let names: Vec<_> = plans.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, vec!["a-r1", "b-r1"]);
     }

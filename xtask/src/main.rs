@@ -1,7 +1,6 @@
 //! Project automation, run as `cargo xtask <command>`: package, check-artifacts, lint,
 //! sam, demo, load, test, emulator-image, fuzz, bench-transform.
 
-mod asl;
 mod bench;
 mod elf;
 mod emulator_image;
@@ -10,12 +9,13 @@ mod lambda_ready;
 mod lint;
 mod package;
 mod sam;
-mod security;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+// The template and ASL readers live in the library target (`src/lib.rs`), shared with tests.
+use xtask::{asl, security};
 
 const USAGE: &str = "usage: cargo xtask <command>
 

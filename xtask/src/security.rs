@@ -56,7 +56,6 @@ const EXPECTED_ROLES: [Expected; 7] = [
         "ReconcileFunction",
         "ReconcileRole",
         &[
-            ("s3:ListBucket", INPUT_BUCKET),
             ("s3:ListBucketVersions", INPUT_BUCKET),
             ("s3:ListBucket", "arn:aws:s3:::{stack}-output-{account}"),
             (
@@ -209,6 +208,7 @@ pub fn check(template_text: &str) -> Result<Vec<String>> {
 /// The template in CloudFormation's long JSON form (short tags expanded).
 pub struct Template {
     resources: Map<String, Value>,
+    parameters: Map<String, Value>,
 }
 
 impl Template {
@@ -219,7 +219,15 @@ impl Template {
         let Some(resources) = json.get("Resources").and_then(Value::as_object).cloned() else {
             bail!("the template has no Resources mapping");
         };
-        Ok(Template { resources })
+        let parameters = json
+            .get("Parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Template {
+            resources,
+            parameters,
+        })
     }
 
     fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
@@ -248,6 +256,7 @@ impl Template {
             Some("AWS::Lambda::Function") => "FunctionName",
             Some("AWS::Logs::LogGroup") => "LogGroupName",
             Some("AWS::StepFunctions::StateMachine") => "StateMachineName",
+            Some("AWS::DynamoDB::Table") => "TableName",
             _ => "",
         };
         match self.property(id, &[property]) {
@@ -368,9 +377,253 @@ impl Template {
     }
 }
 
+// ------------------------------------------------------------------ the policy model
+// What `integration-tests/tests/permissions.rs` evaluates with `pipeline_aws::iam`: each
+// role's Allow statements and each function's role and environment, rendered for one
+// concrete deployment, so the test exercises the template as CloudFormation would deploy it.
+
+/// The stack a rendering is for: what CloudFormation substitutes for `AWS::StackName`,
+/// `AWS::AccountId` and `AWS::Region`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deployment<'a> {
+    pub stack: &'a str,
+    pub account: &'a str,
+    pub region: &'a str,
+}
+
+/// One `Allow` statement of a role's inline policies, its resources as concrete ARNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sid: Option<String>,
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+    /// All must hold for the statement to apply.
+    pub conditions: Vec<Condition>,
+}
+
+/// One condition of a statement: `operator` (e.g. `StringLike`) over the request's
+/// context value for `key` (e.g. `s3:prefix`), matching any of `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub operator: String,
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// A Lambda function of the template as deployed: its physical name, the logical id of the
+/// role it runs as, and its environment variables (parameters at their defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSetup {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub environment: BTreeMap<String, String>,
+}
+
+/// The Allow statements of `role` (a logical id) in the template text, for `at`.
+pub fn role_statements(
+    template_text: &str,
+    role: &str,
+    at: Deployment<'_>,
+) -> Result<Vec<Statement>> {
+    Template::parse(template_text)?.role_statements(role, at)
+}
+
+/// Every Lambda function of the template text, for `at`.
+pub fn functions(template_text: &str, at: Deployment<'_>) -> Result<Vec<FunctionSetup>> {
+    Template::parse(template_text)?.functions(at)
+}
+
+impl Template {
+    /// The Allow statements of `role`. Whatever the model cannot evaluate faithfully
+    /// (a Deny, `NotAction`/`NotResource`, a managed policy, a name it cannot resolve) is
+    /// an error rather than a statement that allows more or less than AWS would.
+    pub fn role_statements(&self, role: &str, at: Deployment<'_>) -> Result<Vec<Statement>> {
+        if self.kind(role) != Some("AWS::IAM::Role") {
+            bail!("{role} is not an AWS::IAM::Role of the template");
+        }
+        if self.property(role, &["ManagedPolicyArns"]).is_some() {
+            bail!("role {role} attaches managed policies, whose grants this model cannot see");
+        }
+        let mut out = Vec::new();
+        let policies = self.property(role, &["Policies"]).and_then(Value::as_array);
+        for policy in policies.into_iter().flatten() {
+            for statement in statements(policy.get("PolicyDocument")) {
+                let label = format!("role {role}{}", sid(statement));
+                for field in ["NotAction", "NotResource", "NotPrincipal"] {
+                    if statement.get(field).is_some() {
+                        bail!("{label} uses {field}, which this model does not evaluate");
+                    }
+                }
+                if !is_allow(statement) {
+                    bail!("{label} is not an Allow statement; this model evaluates Allow statements only");
+                }
+                let actions = strings(self, statement.get("Action"));
+                let resources = strings(self, statement.get("Resource"))
+                    .iter()
+                    .map(|r| self.concrete(r, at))
+                    .collect::<Result<Vec<_>>>()
+                    .with_context(|| label.clone())?;
+                if actions.is_empty() || resources.is_empty() {
+                    bail!("{label} names no action or no resource");
+                }
+                let conditions = self
+                    .conditions(statement.get("Condition"), at)
+                    .with_context(|| label.clone())?;
+                out.push(Statement {
+                    sid: statement
+                        .get("Sid")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    actions,
+                    resources,
+                    conditions,
+                });
+            }
+        }
+        if out.is_empty() {
+            bail!("role {role} has no inline policy statements");
+        }
+        Ok(out)
+    }
+
+    fn conditions(&self, value: Option<&Value>, at: Deployment<'_>) -> Result<Vec<Condition>> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let Some(operators) = value.as_object() else {
+            bail!("its Condition is not a mapping");
+        };
+        let mut out = Vec::new();
+        for (operator, keys) in operators {
+            let Some(keys) = keys.as_object() else {
+                bail!("its Condition {operator} is not a mapping");
+            };
+            for (key, values) in keys {
+                let values = strings(self, Some(values))
+                    .iter()
+                    .map(|v| self.concrete(v, at))
+                    .collect::<Result<Vec<_>>>()?;
+                out.push(Condition {
+                    operator: operator.clone(),
+                    key: key.clone(),
+                    values,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every `AWS::Lambda::Function`, with its role and environment.
+    pub fn functions(&self, at: Deployment<'_>) -> Result<Vec<FunctionSetup>> {
+        let mut out = Vec::new();
+        for (id, _) in self.of_type("AWS::Lambda::Function") {
+            let role = self
+                .property(id, &["Role"])
+                .and_then(|r| self.target_id(r))
+                .with_context(|| format!("{id} names no role of the template"))?;
+            let mut environment = BTreeMap::new();
+            if let Some(variables) = self
+                .property(id, &["Environment", "Variables"])
+                .and_then(Value::as_object)
+            {
+                for (name, value) in variables {
+                    let value = self
+                        .concrete(&self.render(value), at)
+                        .with_context(|| format!("{id}: environment variable {name}"))?;
+                    environment.insert(name.clone(), value);
+                }
+            }
+            out.push(FunctionSetup {
+                id: id.to_owned(),
+                name: self.concrete(&self.name(id), at)?,
+                role: role.to_owned(),
+                environment,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A rendered string for one deployment: the pseudo parameters and parameter defaults
+    /// filled in, the ARNs of tables, streams and queues spelled out. Anything left
+    /// unresolved is an error, never a string that might match by accident.
+    fn concrete(&self, rendered: &str, at: Deployment<'_>) -> Result<String> {
+        let mut out = String::new();
+        let mut rest = rendered;
+        while let Some(start) = rest.find(['<', '{']) {
+            out.push_str(&rest[..start]);
+            let close = if rest[start..].starts_with('<') {
+                '>'
+            } else {
+                '}'
+            };
+            let after = &rest[start + 1..];
+            let Some(len) = after.find(close) else {
+                bail!("cannot resolve {rendered:?}");
+            };
+            let resolved = self
+                .resolve(&after[..len], close, at)
+                .with_context(|| format!("resolving {rendered:?}"))?;
+            out.push_str(&resolved);
+            rest = &after[len + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// One `{...}` or `<...>` marker left by [`Template::render`].
+    fn resolve(&self, marker: &str, close: char, at: Deployment<'_>) -> Result<String> {
+        if close == '}' {
+            return match marker {
+                "stack" => Ok(at.stack.to_owned()),
+                "account" => Ok(at.account.to_owned()),
+                "region" => Ok(at.region.to_owned()),
+                _ => {
+                    let Some(name) = marker.strip_prefix("param:") else {
+                        bail!("unknown placeholder {{{marker}}}");
+                    };
+                    match self.parameters.get(name).and_then(|p| p.get("Default")) {
+                        Some(Value::String(s)) => self.concrete(s, at),
+                        Some(Value::Number(n)) => Ok(n.to_string()),
+                        _ => bail!("parameter {name} has no default to deploy with"),
+                    }
+                }
+            };
+        }
+        let (id, attribute) = match marker.strip_prefix("arn of ") {
+            Some(id) => (id, "Arn"),
+            None => marker
+                .split_once('.')
+                .with_context(|| format!("cannot resolve <{marker}>"))?,
+        };
+        let arn = match (self.kind(id), attribute) {
+            (Some("AWS::DynamoDB::Table"), "Arn") => {
+                format!(
+                    "arn:aws:dynamodb:{{region}}:{{account}}:table/{}",
+                    self.name(id)
+                )
+            }
+            // A stream's ARN ends in a label chosen at deploy time: any stream of the table.
+            (Some("AWS::DynamoDB::Table"), "StreamArn") => format!(
+                "arn:aws:dynamodb:{{region}}:{{account}}:table/{}/stream/*",
+                self.name(id)
+            ),
+            (Some("AWS::SQS::Queue"), "Arn") => {
+                let name = self
+                    .property(id, &["QueueName"])
+                    .map(|n| self.render(n))
+                    .with_context(|| format!("queue {id} has no QueueName"))?;
+                format!("arn:aws:sqs:{{region}}:{{account}}:{name}")
+            }
+            _ => bail!("cannot resolve <{marker}>: no ARN rule for {id}'s type"),
+        };
+        self.concrete(&arn, at)
+    }
+}
+
 /// CloudFormation YAML to its long JSON form: `!Ref X` -> `{"Ref": X}`,
 /// `!GetAtt A.B` -> `{"Fn::GetAtt": [A, B]}`, `!Sub s` -> `{"Fn::Sub": s}`, ...
-pub(crate) fn long_form(value: serde_yaml_ng::Value) -> Result<Value> {
+pub fn long_form(value: serde_yaml_ng::Value) -> Result<Value> {
     use serde_yaml_ng::Value as Y;
     Ok(match value {
         Y::Null => Value::Null,
@@ -1137,5 +1390,91 @@ mod tests {
             "arn:aws:s3:::{stack}-b/x/*"
         );
         assert_eq!(t.render(&serde_json::json!({"Ref": "B"})), "{stack}-b");
+    }
+    const AT: Deployment<'static> = Deployment {
+        stack: "s3p",
+        account: "123456789012",
+        region: "eu-west-1",
+    };
+
+    #[test]
+    fn role_statements_render_concrete_arns_and_keep_conditions() {
+        let statements = role_statements(&template(), "ReconcileRole", AT).expect("model");
+        let list = statements
+            .iter()
+            .find(|s| s.sid.as_deref() == Some("ListResults"))
+            .expect("ListResults");
+        assert_eq!(list.actions, ["s3:ListBucket"]);
+        assert_eq!(list.resources, ["arn:aws:s3:::s3p-output-123456789012"]);
+        assert_eq!(
+            list.conditions,
+            [Condition {
+                operator: "StringLike".into(),
+                key: "s3:prefix".into(),
+                values: vec!["manifests/*".into(), "quarantine/reports/*".into()],
+            }]
+        );
+        let describe = statements
+            .iter()
+            .find(|s| s.actions == ["states:DescribeExecution"])
+            .expect("DescribeExecution");
+        assert_eq!(
+            describe.resources,
+            ["arn:aws:states:eu-west-1:123456789012:execution:s3p-pipeline:*"]
+        );
+        let load = role_statements(&template(), "LoadRole", AT).expect("model");
+        assert!(load
+            .iter()
+            .any(|s| s.resources == ["arn:aws:dynamodb:eu-west-1:123456789012:table/s3p-catalog"]));
+        let ingest = role_statements(&template(), "IngestRole", AT).expect("model");
+        assert!(ingest
+            .iter()
+            .any(|s| s.resources == ["arn:aws:sqs:eu-west-1:123456789012:s3p-ingest-failures"]));
+        let counters = role_statements(&template(), "CountersRole", AT).expect("model");
+        assert!(counters.iter().any(|s| s.resources
+            == ["arn:aws:dynamodb:eu-west-1:123456789012:table/s3p-catalog/stream/*"]));
+    }
+
+    #[test]
+    fn functions_name_their_role_and_concrete_environment() {
+        let functions = functions(&template(), AT).expect("model");
+        let load = functions
+            .iter()
+            .find(|f| f.id == "LoadFunction")
+            .expect("load");
+        assert_eq!(
+            (load.name.as_str(), load.role.as_str()),
+            ("s3p-load", "LoadRole")
+        );
+        assert_eq!(load.environment["OUTPUT_BUCKET"], "s3p-output-123456789012");
+        assert_eq!(load.environment["CATALOG_TABLE"], "s3p-catalog");
+        assert_eq!(load.environment["MAX_OBJECT_BYTES"], "52428800");
+        let reconcile = functions
+            .iter()
+            .find(|f| f.id == "ReconcileFunction")
+            .expect("reconcile");
+        assert_eq!(
+            reconcile.environment["STATE_MACHINE_ARN"],
+            "arn:aws:states:eu-west-1:123456789012:stateMachine:s3p-pipeline"
+        );
+        assert_eq!(functions.len(), 7);
+    }
+
+    #[test]
+    fn role_statements_refuse_what_the_model_cannot_evaluate() {
+        let tail = "\n                Action: states:StartExecution\n                Resource: !Ref StateMachine\n              - Sid: SendFailedEventsToTheFailureQueue";
+        let deny = mutated(
+            &format!("Sid: StartPipelineExecution\n                Effect: Allow{tail}"),
+            &format!("Sid: StartPipelineExecution\n                Effect: Deny{tail}"),
+        );
+        let e = role_statements(&deny, "IngestRole", AT).unwrap_err();
+        assert!(format!("{e:#}").contains("not an Allow statement"), "{e:#}");
+        let unresolvable = mutated(
+            "Resource: !GetAtt IngestFailureQueue.Arn",
+            "Resource: !GetAtt IngestFailureQueue.QueueUrl",
+        );
+        let e = role_statements(&unresolvable, "IngestRole", AT).unwrap_err();
+        assert!(format!("{e:#}").contains("cannot resolve"), "{e:#}");
+        assert!(role_statements(&template(), "NoSuchRole", AT).is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod deploy;
 pub mod executions;
 pub mod failures;
+pub mod iam;
 #[cfg(feature = "logs")]
 pub mod logs;
 pub mod reconcile;
@@ -20,6 +21,10 @@ pub use clients::{load_sdk_config, sdk_config_for_endpoint, Clients};
 pub use executions::{
     execution_arn, ExecutionStarter, ExecutionSummary, Executions, HistoryItem, MemoryStarter,
     ObjectRun, SfnStarter, StartError, StartOutcome,
+};
+pub use iam::{
+    AccessLog, AccessRecord, AuthorizedCatalog, AuthorizedStarter, AuthorizedStore, Policy,
+    Principal,
 };
 pub use store::{
     ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,

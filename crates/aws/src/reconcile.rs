@@ -209,7 +209,10 @@ async fn recorded_source(
             .map(|r| r.source)),
         // Listed a moment ago, gone now (or a 403 for a key deleted meanwhile, where the
         // role may list only some prefixes): it records nothing.
-        Ok(None) | Err(StoreError::NotFound { .. }) | Err(StoreError::TooLarge { .. }) => Ok(None),
+        Ok(None)
+        | Err(StoreError::NotFound { .. })
+        | Err(StoreError::AccessDenied { .. })
+        | Err(StoreError::TooLarge { .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }
