@@ -61,8 +61,11 @@ struct Pipeline {
 impl Pipeline {
     fn new() -> Self {
         let max = MAX_OBJECT_BYTES.to_string();
+        // The input bucket is versioned, as the template makes it.
+        let store = MemoryStore::new();
+        store.enable_versioning("in");
         Pipeline {
-            store: Arc::new(MemoryStore::new()),
+            store: Arc::new(store),
             starter: MemoryStarter::new(),
             config: PipelineConfig::from_vars([
                 ("OUTPUT_BUCKET", "out"),
@@ -76,9 +79,7 @@ impl Pipeline {
     /// execution it starts to its end.
     async fn upload_and_run(&self, key: &str, body: Vec<u8>) -> Ending {
         let size = body.len() as u64;
-        // The input bucket is versioned, as the template makes it; the event names the
-        // version and ETag S3 gave the upload.
-        self.store.enable_versioning("in");
+        // The event names the version and ETag S3 gave the upload.
         let version = self.store.insert("in", key, body);
         let head = self
             .store

@@ -20,7 +20,7 @@ use futures_util::stream::{self, StreamExt};
 use pipeline_aws::deploy::PipelineStack;
 use pipeline_aws::executions::{ExecutionDetail, ExecutionSummary};
 use pipeline_aws::reconcile::{reconcile, ReconcileRequest, StartResult, MAX_GENERATIONS};
-use pipeline_aws::{Executions, ObjectLocation, ObjectStore, S3Store, SfnStarter, StoreError};
+use pipeline_aws::{Executions, ObjectStore, S3Store, SfnStarter};
 use pipeline_core::image_info::sha256_hex;
 use pipeline_core::key::ObjectKey;
 use pipeline_core::layout::OutputLayout;
@@ -131,7 +131,12 @@ pub async fn load(
     );
     let details = describe_all(&executions, &all, writers).await?;
     let runs = VersionRuns::group(&details);
-    let listed = list_versions(&local.clients.s3, &stack.input_bucket, KEY_PREFIX).await?;
+    let listed = list_versions(
+        &S3Store::new(local.clients.s3.clone()),
+        &stack.input_bucket,
+        KEY_PREFIX,
+    )
+    .await?;
     let verdicts = judge_keys(&local, &uploads, &listed, objects, writers).await?;
 
     let mut lost = Vec::new();
@@ -661,40 +666,22 @@ struct ListedKey {
     newest: Option<String>,
 }
 
-/// Every version under `prefix`, by key (ListObjectVersions, all pages).
+/// Every version under `prefix`, by key: how many S3 holds and which is the newest.
 async fn list_versions(
-    s3: &aws_sdk_s3::Client,
+    store: &S3Store,
     bucket: &str,
     prefix: &str,
 ) -> Result<BTreeMap<String, ListedKey>> {
     let mut out: BTreeMap<String, ListedKey> = BTreeMap::new();
-    let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-    loop {
-        let page = s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
-            .send()
-            .await
-            .with_context(|| format!("ListObjectVersions s3://{bucket}/{prefix}"))?;
-        for v in page.versions() {
-            let entry = out
-                .entry(v.key().unwrap_or_default().to_string())
-                .or_default();
-            entry.count += 1;
-            if v.is_latest() == Some(true) {
-                entry.newest = v.version_id().map(str::to_string);
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-        if key_marker.is_none() {
-            break;
+    for v in store
+        .list_versions(bucket, prefix)
+        .await
+        .with_context(|| format!("ListObjectVersions s3://{bucket}/{prefix}"))?
+    {
+        let entry = out.entry(v.object.key).or_default();
+        entry.count += 1;
+        if v.is_latest {
+            entry.newest = v.object.version_id;
         }
     }
     Ok(out)
@@ -820,14 +807,10 @@ fn decode_thumbnail(bytes: &[u8]) -> Result<DecodedThumbnail, String> {
 
 /// The object's bytes, `None` when there is none.
 async fn read_optional(store: &S3Store, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    match store
-        .get(ObjectLocation::latest(bucket, key), MAX_READ)
-        .await
-    {
-        Ok(body) => Ok(Some(body)),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(store
+        .read_current(bucket, key, MAX_READ)
+        .await?
+        .map(|stored| stored.body))
 }
 
 /// `: last task failure E: C` (or the execution's own error and cause), truncated.

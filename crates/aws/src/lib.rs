@@ -27,6 +27,6 @@ pub use iam::{
     Principal,
 };
 pub use store::{
-    ListedObject, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store, StoreError,
-    StoredObject, WriteCondition,
+    ListedObject, ListedVersion, MemoryStore, ObjectHead, ObjectLocation, ObjectStore, S3Store,
+    StoreError, StoredObject, WriteCondition,
 };

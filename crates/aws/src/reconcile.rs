@@ -31,9 +31,6 @@ use crate::store::{ObjectStore, StoreError};
 /// reconcile function and the CLI alike.
 pub const MAX_GENERATIONS: u32 = 5;
 
-/// A manifest or report is small; a bigger object at its key is not ours to parse.
-pub const MAX_RESULT_BYTES: u64 = 1024 * 1024;
-
 /// What to reconcile.
 #[derive(Debug, Clone)]
 pub struct ReconcileRequest {
@@ -203,10 +200,11 @@ async fn recorded_source(
     bucket: &str,
     key: &str,
 ) -> Result<Option<SourceObject>, StoreError> {
-    match store.read_current(bucket, key, MAX_RESULT_BYTES).await {
-        Ok(Some(stored)) => Ok(serde_json::from_slice::<RecordedSource>(&stored.body)
-            .ok()
-            .map(|r| r.source)),
+    match store
+        .read_current(bucket, key, RecordedSource::MAX_BYTES)
+        .await
+    {
+        Ok(Some(stored)) => Ok(RecordedSource::parse(&stored.body)),
         // Listed a moment ago, gone now (or a 403 for a key deleted meanwhile, where the
         // role may list only some prefixes): it records nothing.
         Ok(None)
@@ -235,20 +233,9 @@ impl ResultCheck<'_> {
             self.layout.manifest_key(&key),
             self.layout.quarantine_report_key(&key),
         ] {
-            match self
-                .store
-                .read_current(&self.layout.bucket, &result, MAX_RESULT_BYTES)
-                .await
-            {
-                Ok(Some(stored)) => {
-                    let recorded = serde_json::from_slice::<RecordedSource>(&stored.body).ok();
-                    if recorded.is_some_and(|r| covers(&r.source, self.object, self.input_bucket)) {
-                        return Ok(true);
-                    }
-                }
-                // A missing result reads as 403 where the role may not list the bucket.
-                Ok(None) | Err(StoreError::NotFound { .. } | StoreError::AccessDenied { .. }) => {}
-                Err(e) => return Err(e),
+            let recorded = recorded_source(self.store, &self.layout.bucket, &result).await?;
+            if recorded.is_some_and(|r| covers(&r, self.object, self.input_bucket)) {
+                return Ok(true);
             }
         }
         Ok(false)

@@ -58,6 +58,14 @@ pub struct ListedObject {
     pub last_modified_ms: Option<i64>,
 }
 
+/// One version as ListObjectVersions lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVersion {
+    /// S3's `IsLatest`: the key's current version.
+    pub is_latest: bool,
+    pub object: InputObject,
+}
+
 /// A whole object with the ETag it was read at, for a conditional write back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredObject {
@@ -160,6 +168,56 @@ pub struct S3Store {
 impl S3Store {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         S3Store { client }
+    }
+
+    /// Every version under `prefix` (delete markers left out), all pages of
+    /// ListObjectVersions, newest first within a key as S3 lists them.
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<ListedVersion>, StoreError> {
+        let mut out = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    denied_or(ObjectLocation::latest(bucket, ""), "ListObjectVersions", e)
+                })?;
+            for v in page.versions() {
+                out.push(ListedVersion {
+                    is_latest: v.is_latest() == Some(true),
+                    object: InputObject {
+                        key: v.key().unwrap_or_default().to_string(),
+                        version_id: v
+                            .version_id()
+                            .filter(|id| !id.is_empty() && *id != "null")
+                            .map(str::to_string),
+                        etag: v.e_tag().map(str::to_string),
+                        size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                        last_modified_ms: v.last_modified().and_then(epoch_ms).unwrap_or(0),
+                    },
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Creates the bucket unless it already exists (owned by the caller).
@@ -374,47 +432,13 @@ impl ObjectStore for S3Store {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<InputObject>, StoreError> {
-        let mut out = Vec::new();
-        let mut key_marker: Option<String> = None;
-        let mut version_marker: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    denied_or(ObjectLocation::latest(bucket, ""), "ListObjectVersions", e)
-                })?;
-            for v in page.versions() {
-                if v.is_latest() != Some(true) {
-                    continue;
-                }
-                out.push(InputObject {
-                    key: v.key().unwrap_or_default().to_string(),
-                    version_id: v
-                        .version_id()
-                        .filter(|id| !id.is_empty() && *id != "null")
-                        .map(str::to_string),
-                    etag: v.e_tag().map(str::to_string),
-                    size: v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                    last_modified_ms: v.last_modified().and_then(epoch_ms).unwrap_or(0),
-                });
-            }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-            if key_marker.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(self
+            .list_versions(bucket, prefix)
+            .await?
+            .into_iter()
+            .filter(|v| v.is_latest)
+            .map(|v| v.object)
+            .collect())
     }
 
     async fn read_current(
@@ -602,21 +626,22 @@ impl MemoryStore {
     ) {
         self.enable_versioning(bucket);
         if let Ok(mut m) = self.objects.lock() {
-            self.write_locked(
-                &mut m,
-                bucket,
-                key,
-                body.into(),
-                "application/octet-stream",
-                false,
-            );
-            if let Some(v) = m
-                .get_mut(&(bucket.to_string(), key.to_string()))
-                .and_then(|v| v.last_mut())
-            {
-                v.id = Some(version_id.to_string());
-            }
+            let version = MemoryVersion {
+                id: Some(version_id.to_string()),
+                body: body.into(),
+                content_type: "application/octet-stream".into(),
+                last_modified_ms: self.tick(),
+                delete_marker: false,
+            };
+            m.entry((bucket.into(), key.into()))
+                .or_default()
+                .push(version);
         }
+    }
+
+    /// The fake's clock: every write is one millisecond after the previous one.
+    fn tick(&self) -> i64 {
+        self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
     }
 
     fn write(
@@ -640,7 +665,7 @@ impl MemoryStore {
         content_type: &str,
         delete_marker: bool,
     ) -> Option<String> {
-        let now = self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let now = self.tick();
         let id = self.is_versioned(bucket).then(|| {
             let n = self
                 .versions

@@ -24,7 +24,6 @@
 use std::cmp::Ordering;
 
 use crate::naming::VersionToken;
-use crate::payload::SourceObject;
 
 /// A validated sequencer: non-empty, hexadecimal, stored upper-case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,11 +134,6 @@ pub fn decide(
             },
         },
     }
-}
-
-/// Whether two sources name the same object version (same bucket, key and identity).
-pub fn same_version(a: &SourceObject, b: &SourceObject) -> bool {
-    a.bucket == b.bucket && a.key == b.key && VersionToken::of(a) == VersionToken::of(b)
 }
 
 #[cfg(test)]

@@ -31,6 +31,18 @@ pub struct RecordedSource {
     pub source: SourceObject,
 }
 
+impl RecordedSource {
+    /// A manifest or report is small; a bigger object at its key is not ours to parse.
+    pub const MAX_BYTES: u64 = 1024 * 1024;
+
+    /// The source a stored manifest or report records, `None` when it is not one.
+    pub fn parse(body: &[u8]) -> Option<SourceObject> {
+        serde_json::from_slice::<RecordedSource>(body)
+            .ok()
+            .map(|r| r.source)
+    }
+}
+
 /// A pointer to an object the pipeline wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {

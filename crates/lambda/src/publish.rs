@@ -29,9 +29,6 @@ use crate::from_store;
 /// key was published meanwhile, so more than a few means something is wrong.
 pub const MAX_ROUNDS: usize = 5;
 
-/// A manifest or report is small; a bigger object at its key is not ours to parse.
-const MAX_RESULT_BYTES: u64 = 1024 * 1024;
-
 /// What happened to the result a step tried to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
@@ -78,7 +75,7 @@ pub async fn publish_result(
     for round in 1..=MAX_ROUNDS {
         if round > 1 {
             stored = match store
-                .read_current(bucket, key, MAX_RESULT_BYTES)
+                .read_current(bucket, key, RecordedSource::MAX_BYTES)
                 .await
                 .map_err(from_store)?
             {
@@ -89,10 +86,13 @@ pub async fn publish_result(
                             "s3://{bucket}/{key} was read without an ETag"
                         )));
                     };
-                    let recorded = serde_json::from_slice::<RecordedSource>(&current.body)
-                        .map_err(|e| warn!(bucket, key, error = %e, "existing result is unreadable; replacing it"))
-                        .ok()
-                        .map(|r| r.source);
+                    let recorded = RecordedSource::parse(&current.body);
+                    if recorded.is_none() {
+                        warn!(
+                            bucket,
+                            key, "existing result is unreadable; replacing it if ours is current"
+                        );
+                    }
                     Some((recorded, etag))
                 }
             };
