@@ -910,9 +910,8 @@ impl ObjectStore for MemoryStore {
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         if self.is_versioned(bucket) {
-            if self.latest(bucket, key).is_some() {
-                self.write(bucket, key, Vec::new(), "", true);
-            }
+            // S3 adds a delete marker whether or not the key has a current version.
+            self.write(bucket, key, Vec::new(), "", true);
         } else {
             self.objects
                 .lock()
@@ -938,5 +937,50 @@ pub(crate) mod tests_support {
     /// The unquoted ETag the fake gives `body`.
     pub fn etag(body: &[u8]) -> String {
         super::memory_etag(body).trim_matches('"').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// DeleteObject without a version id, as S3 documents it: a versioned bucket gets a
+    /// delete marker (also for a key with no current version) and keeps every version,
+    /// readable by id; an unversioned bucket loses the object.
+    #[tokio::test]
+    async fn memory_store_delete_leaves_markers_in_a_versioned_bucket() {
+        let store = MemoryStore::new();
+        store.enable_versioning("in");
+        let v1 = store.insert("in", "a.jpg", b"one".to_vec()).unwrap();
+        store.delete("in", "a.jpg").await.unwrap();
+        assert!(matches!(
+            store.head(ObjectLocation::latest("in", "a.jpg")).await,
+            Err(StoreError::NotFound { .. })
+        ));
+        let old = ObjectLocation {
+            bucket: "in",
+            key: "a.jpg",
+            version_id: Some(&v1),
+        };
+        assert_eq!(store.get(old, 10).await.unwrap(), b"one");
+        store.delete("in", "never.jpg").await.unwrap();
+        let markers = |key: &str| {
+            store.objects.lock().unwrap()[&("in".to_string(), key.to_string())]
+                .iter()
+                .filter(|v| v.delete_marker)
+                .count()
+        };
+        assert_eq!((markers("a.jpg"), markers("never.jpg")), (1, 1));
+        assert!(store.latest_versions("in").is_empty());
+
+        store.insert("plain", "b.jpg", b"x".to_vec());
+        store.delete("plain", "b.jpg").await.unwrap();
+        assert!(store
+            .objects
+            .lock()
+            .unwrap()
+            .get(&("plain".into(), "b.jpg".into()))
+            .is_none());
     }
 }
