@@ -401,7 +401,8 @@ pub fn announce(line: &str) {
     let _ = writeln!(err, "{line}");
 }
 
-/// An AWS-shaped `ObjectCreated:Put` event (event version 2.1) for one object.
+/// An AWS-shaped `ObjectCreated:Put` event (event version 2.1) for one object, with a
+/// fixed sequencer ([`pipeline_core::event::object_created_notification`]).
 pub fn object_created_event(
     bucket: &str,
     key: &str,
@@ -409,26 +410,16 @@ pub fn object_created_event(
     etag: Option<&str>,
     version: Option<&str>,
 ) -> Value {
-    let encoded = pipeline_core::key::ObjectKey::from_decoded(key)
-        .map(|k| k.encode_for_event())
-        .unwrap_or_default();
-    let mut object = serde_json::json!({
-        "key": encoded, "size": size, "eTag": etag.unwrap_or_default().trim_matches('"'),
-        "sequencer": "0055AED6DCD90281E5"
-    });
-    if let Some(v) = version {
-        object["versionId"] = Value::String(v.to_string());
-    }
-    serde_json::json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-29T08:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "pipeline",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": object}
-    }]})
+    let source = pipeline_core::payload::SourceObject {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: version.map(str::to_string),
+        sequencer: Some("0055AED6DCD90281E5".into()),
+        etag: etag.map(str::to_string),
+        size: Some(size),
+    };
+    pipeline_core::event::object_created_notification(&source, None)
+        .unwrap_or_else(|_| serde_json::json!({"Records": []}))
 }
 
 /// Real photos come from a Debian wallpaper package (`ukui-wallpapers`, installed by

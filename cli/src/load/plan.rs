@@ -2,9 +2,10 @@
 //! second version and what each version holds, and which of the recorded events are
 //! delivered to ingest again, in which order and in what shape.
 
-use pipeline_core::key::{KeyError, ObjectKey};
+use pipeline_core::event::object_created_notification;
+use pipeline_core::key::KeyError;
 use pipeline_core::payload::ExecutionInput;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Every fifth key is written twice.
 pub const SECOND_VERSION_EVERY: usize = 5;
@@ -104,93 +105,16 @@ pub fn redeliveries(objects: usize) -> Vec<Vec<(usize, usize)>> {
         .collect()
 }
 
-/// When an execution input carries no event time (it always does from ingest).
-const FALLBACK_EVENT_TIME: &str = "2026-11-29T08:00:00.000Z";
-
 /// The S3 `ObjectCreated:Put` notification that produced `input` (an execution ingest
-/// started), shaped and encoded as AWS sends it: the key URL-encoded, the version,
-/// sequencer, ETag and size as the original event had them.
+/// started), as AWS sent it.
 pub fn recorded_event(input: &ExecutionInput) -> Result<Value, KeyError> {
-    let source = &input.source;
-    let encoded = ObjectKey::from_decoded(source.key.clone())?.encode_for_event();
-    let mut object = json!({
-        "key": encoded,
-        "size": source.size.unwrap_or(0),
-        "eTag": source.etag.as_deref().unwrap_or_default().trim_matches('"'),
-    });
-    for (field, value) in [
-        ("versionId", &source.version_id),
-        ("sequencer", &source.sequencer),
-    ] {
-        if let Some(v) = value {
-            object[field] = Value::String(v.clone());
-        }
-    }
-    let bucket = &source.bucket;
-    Ok(json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": input.event_time.as_deref().unwrap_or(FALLBACK_EVENT_TIME),
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "pipeline",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": object}
-    }]}))
+    object_created_notification(&input.source, input.event_time.as_deref())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline_core::event::{plan_event, EventPlan, RecordPlan};
-    use pipeline_core::layout::OutputLayout;
-    use pipeline_core::payload::SourceObject;
     use Content::{Jpeg, Truncated};
-
-    fn input(key: &str, version: Option<&str>, sequencer: Option<&str>) -> ExecutionInput {
-        ExecutionInput {
-            source: SourceObject {
-                bucket: "in".into(),
-                key: key.into(),
-                version_id: version.map(str::to_string),
-                sequencer: sequencer.map(str::to_string),
-                etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
-                size: Some(1234),
-            },
-            // As ingest writes it (RFC 3339 from the event's eventTime).
-            event_time: Some("2026-11-30T10:00:00+00:00".into()),
-        }
-    }
-
-    #[test]
-    fn recorded_event_plans_to_the_same_execution_input() {
-        let cases = [
-            input("load/000004.jpg", Some("v2"), Some("0067A1B2C3D4E5F601")),
-            input("photos/My Photo ü+1.jpg", Some("3HL4kq"), Some("01")),
-            input("a.jpg", None, None),
-        ];
-        for original in cases {
-            let event = recorded_event(&original).unwrap();
-            let EventPlan::Records(plans) = plan_event(&event, &OutputLayout::new("out")).unwrap()
-            else {
-                panic!("{event}")
-            };
-            let [RecordPlan::Start { input, .. }] = plans.as_slice() else {
-                panic!("{plans:?}")
-            };
-            assert_eq!(input, &original, "{event}");
-        }
-    }
-
-    #[test]
-    fn recorded_event_encodes_the_key_as_aws_does() {
-        let event = recorded_event(&input("photos/My Photo ü.jpg", Some("v"), None)).unwrap();
-        assert_eq!(
-            event["Records"][0]["s3"]["object"]["key"],
-            "photos/My+Photo+%C3%BC.jpg"
-        );
-    }
 
     #[test]
     fn versions_table() {

@@ -84,6 +84,45 @@ pub fn plan_event(event: &Value, layout: &OutputLayout) -> Result<EventPlan, Pip
     ))
 }
 
+/// When a source comes without an event time (hand-made ones).
+const FALLBACK_EVENT_TIME: &str = "2026-11-29T08:00:00.000Z";
+
+/// The `ObjectCreated:Put` notification (event version 2.1) S3 sends for `source`, shaped
+/// and encoded as AWS sends it: the key URL-encoded, the versionId and sequencer when the
+/// source has them, the ETag without quotes. The inverse of [`plan_event`] (a test holds
+/// them to that), for tests and the load test that deliver events by hand.
+pub fn object_created_notification(
+    source: &SourceObject,
+    event_time: Option<&str>,
+) -> Result<Value, crate::key::KeyError> {
+    let encoded = ObjectKey::from_decoded(source.key.clone())?.encode_for_event();
+    let mut object = serde_json::json!({
+        "key": encoded,
+        "size": source.size.unwrap_or(0),
+        "eTag": source.etag.as_deref().unwrap_or_default().trim_matches('"'),
+    });
+    for (field, value) in [
+        ("versionId", &source.version_id),
+        ("sequencer", &source.sequencer),
+    ] {
+        if let Some(v) = value {
+            object[field] = Value::String(v.clone());
+        }
+    }
+    let bucket = &source.bucket;
+    Ok(serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": event_time.unwrap_or(FALLBACK_EVENT_TIME),
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "pipeline",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": object}
+    }]}))
+}
+
 fn plan_record(raw: &Value, layout: &OutputLayout) -> Result<RecordPlan, PipelineError> {
     let record: S3EventRecord = serde_json::from_value(raw.clone())
         .map_err(|e| PipelineError::invalid_event(format!("malformed record: {e}")))?;
@@ -296,5 +335,49 @@ mod tests {
             .collect();
         assert_eq!(names[0], names[1]);
         assert_ne!(names[0], names[2]);
+    }
+
+    fn source_input(key: &str, version: Option<&str>, sequencer: Option<&str>) -> ExecutionInput {
+        ExecutionInput {
+            source: SourceObject {
+                bucket: "in".into(),
+                key: key.into(),
+                version_id: version.map(str::to_string),
+                sequencer: sequencer.map(str::to_string),
+                etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
+                size: Some(1234),
+            },
+            // As ingest writes it (RFC 3339 from the event's eventTime).
+            event_time: Some("2026-11-30T10:00:00+00:00".into()),
+        }
+    }
+
+    #[test]
+    fn object_created_notification_plans_back_to_the_same_execution_input() {
+        let cases = [
+            source_input("load/000004.jpg", Some("v2"), Some("0067A1B2C3D4E5F601")),
+            source_input("photos/My Photo ü+1.jpg", Some("3HL4kq"), Some("01")),
+            source_input("a.jpg", None, None),
+        ];
+        for original in cases {
+            let event =
+                object_created_notification(&original.source, original.event_time.as_deref())
+                    .unwrap();
+            let plans = plan(event["Records"].as_array().unwrap().clone());
+            let [RecordPlan::Start { input, .. }] = plans.as_slice() else {
+                panic!("{event}")
+            };
+            assert_eq!(input, &original, "{event}");
+        }
+    }
+
+    #[test]
+    fn object_created_notification_encodes_the_key_as_aws_does() {
+        let source = source_input("photos/My Photo ü.jpg", Some("v"), None).source;
+        let event = object_created_notification(&source, None).unwrap();
+        assert_eq!(
+            event["Records"][0]["s3"]["object"]["key"],
+            "photos/My+Photo+%C3%BC.jpg"
+        );
     }
 }
