@@ -149,47 +149,29 @@ mod tests {
         catalog.entries("a.jpg").1.map(|e| e.version)
     }
 
-    /// Reconciled v1 (no sequencer) recorded after evented v2: `~latest` stays v2. Before
-    /// the ordering rule, a missing sequencer let the writer win.
+    /// v2 recorded, then v1 finishing late: `~latest` stays v2, whatever sequencers the
+    /// two carry (before the ordering rule a missing sequencer let the writer win), and
+    /// both version items are there.
     #[tokio::test]
-    async fn record_latest_reconciled_older_never_replaces_newer() {
-        let (catalog, store) = (MemoryCatalog::new(), MemoryStore::new());
-        store.enable_versioning("in");
-        let v1 = upload(&store, "one", None);
-        let v2 = upload(&store, "two", Some("0055AED6DCD90281E6"));
-        assert!(
-            record(&catalog, &store, &v2, CatalogStatus::Processed)
-                .await
-                .latest
-        );
-        assert!(
-            !record(&catalog, &store, &v1, CatalogStatus::Processed)
-                .await
-                .latest
-        );
-        assert_eq!(latest_version(&catalog), v2.version_id);
-        // Both version items are there.
-        assert_eq!(catalog.entries("a.jpg").0.len(), 2);
-    }
-
-    /// A late v1 event with a larger (meaningless) sequencer after reconciled v2.
-    #[tokio::test]
-    async fn record_latest_late_event_with_any_sequencer_never_replaces_current() {
-        let (catalog, store) = (MemoryCatalog::new(), MemoryStore::new());
-        store.enable_versioning("in");
-        let v1 = upload(&store, "one", Some("FFFFFFFF"));
-        let v2 = upload(&store, "two", None);
-        assert!(
-            record(&catalog, &store, &v2, CatalogStatus::Quarantined)
-                .await
-                .latest
-        );
-        assert!(
-            !record(&catalog, &store, &v1, CatalogStatus::Processed)
-                .await
-                .latest
-        );
-        assert_eq!(latest_version(&catalog), v2.version_id);
+    async fn record_latest_older_finishing_late_never_replaces_newer() {
+        // (v1's sequencer, v2's sequencer, v2's status)
+        let cases = [
+            // Reconciled v1 (no sequencer) after evented v2.
+            (None, Some("0055AED6DCD90281E6"), CatalogStatus::Processed),
+            // A late v1 event with a larger (meaningless) sequencer after reconciled v2.
+            (Some("FFFFFFFF"), None, CatalogStatus::Quarantined),
+        ];
+        for (v1_seq, v2_seq, v2_status) in cases {
+            let (catalog, store) = (MemoryCatalog::new(), MemoryStore::new());
+            store.enable_versioning("in");
+            let v1 = upload(&store, "one", v1_seq);
+            let v2 = upload(&store, "two", v2_seq);
+            assert!(record(&catalog, &store, &v2, v2_status).await.latest);
+            let late = record(&catalog, &store, &v1, CatalogStatus::Processed).await;
+            assert!(!late.latest, "{v1_seq:?} / {v2_seq:?}");
+            assert_eq!(latest_version(&catalog), v2.version_id);
+            assert_eq!(catalog.entries("a.jpg").0.len(), 2);
+        }
     }
 
     #[tokio::test]
