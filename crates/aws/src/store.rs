@@ -925,9 +925,8 @@ impl ObjectStore for MemoryStore {
 /// A content hash standing in for S3's ETag of a single-part upload (the MD5 of the
 /// bytes): 32 hex digits in quotes, equal bytes giving an equal tag.
 fn memory_etag(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(body);
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let mut hex = pipeline_core::image_info::sha256_hex(body);
+    hex.truncate(32);
     format!("\"{hex}\"")
 }
 
