@@ -801,6 +801,27 @@ fn mutated(from: &str, to: &str) -> String {
     text.replacen(from, to, 1)
 }
 
+/// `expected` is one of `lines` (denied calls or unused grants of `audit`).
+fn assert_listed(audit: &Audit, lines: &[String], expected: &str) {
+    assert!(
+        lines.iter().any(|l| l == expected),
+        "expected {expected:?} in:\n{}",
+        audit.report()
+    );
+}
+
+/// Some handler failure of `audit` mentions every one of `words`.
+fn assert_failed(audit: &Audit, words: &[&str]) {
+    assert!(
+        audit
+            .failures
+            .iter()
+            .any(|f| words.iter().all(|w| f.contains(w))),
+        "expected a failure with {words:?} in:\n{}",
+        audit.report()
+    );
+}
+
 #[tokio::test]
 async fn permissions_a_removed_grant_is_reported_with_function_action_and_resource() {
     // Load may no longer read the manifests: the read after a 412 is refused.
@@ -809,20 +830,12 @@ async fn permissions_a_removed_grant_is_reported_with_function_action_and_resour
         "                  - s3:PutObject\n                Resource: !Sub \"${OutputBucket.Arn}/manifests/*\"",
     );
     let audit = audit(&text).await;
-    let expected = "s3-pipeline-load: GetObject needs s3:GetObject on arn:aws:s3:::s3-pipeline-output-123456789012/manifests/photos/a.jpg.json: DENIED";
-    assert!(
-        audit.denied.iter().any(|d| d == expected),
-        "expected {expected:?} in:\n{}",
-        audit.report()
+    assert_listed(
+        &audit,
+        &audit.denied,
+        "s3-pipeline-load: GetObject needs s3:GetObject on arn:aws:s3:::s3-pipeline-output-123456789012/manifests/photos/a.jpg.json: DENIED",
     );
-    assert!(
-        audit
-            .failures
-            .iter()
-            .any(|f| f.contains("load of photos/a.jpg: AccessDenied")),
-        "{}",
-        audit.report()
-    );
+    assert_failed(&audit, &["load of photos/a.jpg: AccessDenied"]);
 }
 
 #[tokio::test]
@@ -832,20 +845,12 @@ async fn permissions_a_missing_list_grant_turns_a_404_into_access_denied() {
     let from = "        - PolicyName: inspect\n          PolicyDocument:\n            Version: \"2012-10-17\"\n            Statement:\n              - Sid: ReadInputObjects\n                Effect: Allow\n                Action:\n                  - s3:GetObject\n                  - s3:GetObjectVersion\n                Resource: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}/*\"\n              - Sid: ListInputSoMissingKeysAnswer404\n                Effect: Allow\n                Action: s3:ListBucket\n                Resource: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}\"\n";
     let to = "        - PolicyName: inspect\n          PolicyDocument:\n            Version: \"2012-10-17\"\n            Statement:\n              - Sid: ReadInputObjects\n                Effect: Allow\n                Action:\n                  - s3:GetObject\n                  - s3:GetObjectVersion\n                Resource: !Sub \"arn:${AWS::Partition}:s3:::${AWS::StackName}-input-${AWS::AccountId}/*\"\n";
     let audit = audit(&mutated(from, to)).await;
-    let expected = "s3-pipeline-inspect: HeadObject (missing key: 404 needs s3:ListBucket, else 403) needs s3:ListBucket on arn:aws:s3:::s3-pipeline-input-123456789012: DENIED";
-    assert!(
-        audit.denied.iter().any(|d| d == expected),
-        "expected {expected:?} in:\n{}",
-        audit.report()
+    assert_listed(
+        &audit,
+        &audit.denied,
+        "s3-pipeline-inspect: HeadObject (missing key: 404 needs s3:ListBucket, else 403) needs s3:ListBucket on arn:aws:s3:::s3-pipeline-input-123456789012: DENIED",
     );
-    assert!(
-        audit
-            .failures
-            .iter()
-            .any(|f| f.contains("expected SourceMissing") && f.contains("AccessDenied")),
-        "{}",
-        audit.report()
-    );
+    assert_failed(&audit, &["expected SourceMissing", "AccessDenied"]);
 }
 
 #[tokio::test]
@@ -853,11 +858,10 @@ async fn permissions_a_grant_nothing_uses_is_reported() {
     let from = "              - Sid: RemoveThumbnailsOfSupersededVersions\n";
     let to = "              - Sid: ReadThumbnails\n                Effect: Allow\n                Action: s3:GetObject\n                Resource: !Sub \"${OutputBucket.Arn}/thumbnails/*\"\n              - Sid: RemoveThumbnailsOfSupersededVersions\n";
     let audit = audit(&mutated(from, to)).await;
-    let expected = "s3-pipeline-load (role LoadRole) is granted s3:GetObject on arn:aws:s3:::s3-pipeline-output-123456789012/thumbnails/* (statement ReadThumbnails), but no call of the function used it";
-    assert!(
-        audit.unused.iter().any(|u| u == expected),
-        "expected {expected:?} in:\n{}",
-        audit.report()
+    assert_listed(
+        &audit,
+        &audit.unused,
+        "s3-pipeline-load (role LoadRole) is granted s3:GetObject on arn:aws:s3:::s3-pipeline-output-123456789012/thumbnails/* (statement ReadThumbnails), but no call of the function used it",
     );
     assert!(audit.denied.is_empty(), "{}", audit.report());
 }
