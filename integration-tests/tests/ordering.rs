@@ -10,9 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use anyhow::Result;
-use integration_tests::{jpeg_with_orientation_6, object_created_event, TestPipeline};
+use integration_tests::{jpeg_with_orientation_6, TestPipeline};
 use pipeline_aws::reconcile::{start_version, StartResult};
 use pipeline_aws::{ObjectLocation, ObjectStore, SfnStarter, StoreError, WriteCondition};
+use pipeline_core::event::object_created_notification;
 use pipeline_core::payload::{ExecutionInput, SourceObject};
 use pipeline_core::report::ObjectStatus;
 use pipeline_lambda::publish::{publish_result, Published};
@@ -41,15 +42,11 @@ async fn upload(p: &TestPipeline, key: &str, w: u32, h: u32) -> Result<SourceObj
 
 /// The event S3 would send for `source`, with a sequencer.
 fn event_of(source: &SourceObject, sequencer: &str) -> serde_json::Value {
-    let mut e = object_created_event(
-        &source.bucket,
-        &source.key,
-        source.size.unwrap_or(0),
-        source.etag.as_deref(),
-        source.version_id.as_deref(),
-    );
-    e["Records"][0]["s3"]["object"]["sequencer"] = serde_json::json!(sequencer);
-    e
+    let evented = SourceObject {
+        sequencer: Some(sequencer.to_string()),
+        ..source.clone()
+    };
+    object_created_notification(&evented, None).unwrap()
 }
 
 /// Starts `source` as the reconciler (or backfill) does: by name, without a sequencer.
